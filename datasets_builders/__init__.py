@@ -1,0 +1,1 @@
+"""Dataset builders (``vidalign build <name>``): each module registers one builder on import."""

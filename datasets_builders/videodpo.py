@@ -1,0 +1,246 @@
+"""The released VideoDPO dataset layout, read and written (SPEC §2).
+
+::
+
+    <root>/metadata.json   [{"basic": {"clip_duration": 1.6, "clip_path": "/abs/.../winvideos/000001.mp4",
+                              "globalidx": 1}, "misc": {"frame_caption": [prompt]}}, ...]   winner 2k, loser 2k+1
+    <root>/pair.json       [{"video1": 2k, "video2": 2k+1, "label": 0, "frame_caption": prompt,
+                              "score": s_W·s_L, "diff_score": s_W − s_L}, ...]
+    <root>/winvideos/*.mp4, <root>/losevideos/*.mp4
+
+The authors' loader (``TextVideoDPO``) takes ``video1`` as the winner whatever ``label`` says, passes
+``score`` on as the weight input (their ``pair_prob.py`` sets it to s_W·s_L, ``diff_score`` to s_W − s_L) and
+skips clips shorter than 1 s. ``clip_path`` values are absolute paths from the authors' machine: they are
+resolved here by the longest path suffix that exists under the dataset folder.
+
+Imported pairs keep the original metadata and pair entries verbatim (as JSON text in the sample's json), so an
+export writes them back unchanged except for ``clip_path`` (pointing at the exported files) and the indices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from vidalign.datasets_builders.pairs import is_score
+
+from vidalign.errors import InputError, VidalignError
+
+METADATA_NAME = "metadata.json"
+PAIR_NAME = "pair.json"
+WIN_DIR = "winvideos"
+LOSE_DIR = "losevideos"
+DEFAULT_CLIP_DURATION = 1.6
+
+
+@dataclass(frozen=True)
+class VideoDpoPair:
+    """One entry of ``pair.json`` with its two metadata entries and resolved video files."""
+
+    index: int
+    prompt: str
+    chosen: Path
+    rejected: Path
+    pair_item: dict
+    chosen_item: dict
+    rejected_item: dict
+
+    @property
+    def scores(self) -> tuple[float, float] | None:
+        """(s_W, s_L) recovered from ``score`` = s_W·s_L and ``diff_score`` = s_W − s_L, when both are set."""
+        return scores_from_product_and_gap(self.pair_item.get("score"), self.pair_item.get("diff_score"))
+
+    def record(self) -> dict:
+        """The sample's ``json``: prompt, scores when known, and the original entries for a faithful export."""
+        sw_sl = self.scores
+        return {
+            "prompt": self.prompt,
+            "chosen_score": sw_sl[0] if sw_sl else None,
+            "rejected_score": sw_sl[1] if sw_sl else None,
+            "gap": float(self.pair_item["diff_score"]) if is_score(self.pair_item.get("diff_score")) else None,
+            "weight_input": float(self.pair_item["score"]) if is_score(self.pair_item.get("score")) else None,
+            "source": "videodpo",
+            "videodpo": {
+                "pair_index": self.index,
+                "pair_item": json.dumps(self.pair_item, sort_keys=True),
+                "chosen_item": json.dumps(self.chosen_item, sort_keys=True),
+                "rejected_item": json.dumps(self.rejected_item, sort_keys=True),
+            },
+        }
+
+
+def scores_from_product_and_gap(score: Any, diff: Any) -> tuple[float, float] | None:
+    """Solve s_W·s_L = score, s_W − s_L = diff for the root with s_W = (d + sqrt(d² + 4p)) / 2."""
+    if not (is_score(score) and is_score(diff)):
+        return None
+    disc = float(diff) ** 2 + 4.0 * float(score)
+    if disc < 0:
+        return None
+    s_w = (float(diff) + math.sqrt(disc)) / 2.0
+    return s_w, s_w - float(diff)
+
+
+def resolve_clip_path(clip_path: str, root: Path) -> Path | None:
+    """The file under ``root`` that ``clip_path`` names: relative as is, absolute by its longest existing suffix."""
+    if not isinstance(clip_path, str) or not clip_path:
+        return None
+    pure = PureWindowsPath(clip_path) if ("\\" in clip_path and "/" not in clip_path) else PurePosixPath(clip_path)
+    parts = [p for p in pure.parts if p not in ("/", "\\") and not p.endswith((":\\", ":"))]
+    if ".." in parts:
+        return None
+    for start in range(len(parts)):
+        candidate = root.joinpath(*parts[start:])
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_list(path: Path) -> list:
+    if not path.is_file():
+        raise InputError(path, None, "file not found", f"pass the VideoDPO dataset folder holding {METADATA_NAME} "
+                         f"and {PAIR_NAME}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, None, f"not valid JSON ({exc})", "pass the file the VideoDPO scripts wrote") from None
+    if not isinstance(data, list):
+        raise InputError(path, None, f"expected a JSON list, got {type(data).__name__}",
+                         "pass the file the VideoDPO scripts wrote")
+    return data
+
+
+def _caption(value: Any) -> str | None:
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        value = value[0]
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _parse_pair(k: int, item: Any, metadata: list, root: Path, meta_path: Path, pair_path: Path) -> VideoDpoPair:
+    if not isinstance(item, dict):
+        raise InputError(pair_path, f"[{k}]", f"expected an object, got {type(item).__name__}",
+                         'write {"video1", "video2", "label", "frame_caption"}')
+    idx = {}
+    for fld in ("video1", "video2"):
+        v = item.get(fld)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < len(metadata):
+            raise InputError(pair_path, f"[{k}].{fld}", f"{v!r} is not an index into {METADATA_NAME} "
+                             f"(0..{len(metadata) - 1})", "point video1/video2 at metadata entries")
+        idx[fld] = v
+    for fld in ("score", "diff_score"):
+        if fld in item and not is_score(item[fld]):
+            raise InputError(pair_path, f"[{k}].{fld}", f"{item[fld]!r} is not a finite number",
+                             "fix or remove the value, or skip the pair with --on-error skip")
+    entries, files = [], []
+    for fld in ("video1", "video2"):
+        i = idx[fld]
+        entry = metadata[i]
+        basic = entry.get("basic") if isinstance(entry, dict) else None
+        clip = basic.get("clip_path") if isinstance(basic, dict) else None
+        if not isinstance(clip, str) or not clip:
+            raise InputError(meta_path, f"[{i}].basic.clip_path", f"missing or not a path ({clip!r})",
+                             "give every metadata entry basic.clip_path")
+        found = resolve_clip_path(clip, root)
+        if found is None:
+            raise InputError(meta_path, f"[{i}].basic.clip_path", f"{clip!r} matches no file under {root}",
+                             f"copy the videos into {root}/{WIN_DIR} and {root}/{LOSE_DIR}")
+        entries.append(entry)
+        files.append(found)
+    misc = entries[0].get("misc")
+    prompt = _caption(item.get("frame_caption")) or (_caption(misc.get("frame_caption"))
+                                                     if isinstance(misc, dict) else None)
+    if prompt is None:
+        raise InputError(pair_path, f"[{k}].frame_caption", "missing or empty, and the winner's metadata has none",
+                         "give every pair its caption")
+    return VideoDpoPair(k, prompt, files[0], files[1], item, entries[0], entries[1])
+
+
+def read_layout(root: str | Path, on_error: str = "raise") -> tuple[list[VideoDpoPair], list[dict]]:
+    """Every pair of a VideoDPO dataset folder, plus ``[{"source", "reason"}]`` for pairs skipped.
+
+    ``on_error="skip"`` drops a bad pair (bad index, missing video, NaN score) and lists it; missing or
+    malformed ``metadata.json``/``pair.json`` always raise.
+    """
+    root = Path(root)
+    meta_path, pair_path = root / METADATA_NAME, root / PAIR_NAME
+    metadata, pairs = _load_list(meta_path), _load_list(pair_path)
+    out, rejected = [], []
+    for k, item in enumerate(pairs):
+        try:
+            out.append(_parse_pair(k, item, metadata, root, meta_path, pair_path))
+        except InputError as exc:
+            if on_error != "skip":
+                raise
+            rejected.append({"source": exc.source, "reason": exc.reason})
+    if not out:
+        raise InputError(pair_path, None, "no usable pairs", "check the folder; see the skipped pairs listed above"
+                         if rejected else "the file lists no pairs")
+    return out, rejected
+
+
+# ------------------------------------------------------------------------------------------ writing
+def clip_duration(mp4: bytes, source: str = "<mp4>") -> float:
+    """Seconds of video from the stream header (frames / fps), without decoding."""
+    import io
+
+    import av
+
+    try:
+        with av.open(io.BytesIO(mp4)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            frames = stream.frames
+            if frames and fps:
+                return round(frames / fps, 4)
+            if container.duration:
+                return round(container.duration / 1e6, 4)
+    except (av.FFmpegError, IndexError) as exc:
+        raise InputError(source, None, f"video does not open ({exc})", "re-encode it as H.264 mp4") from exc
+    return DEFAULT_CLIP_DURATION
+
+
+def layout_entries(k: int, record: dict, win_path: str, lose_path: str,
+                   durations: tuple[float, float]) -> tuple[dict, dict, dict]:
+    """Metadata entries (winner, loser) and the pair entry of exported pair ``k``.
+
+    An imported record gets its original entries back with only ``clip_path``, ``video1``/``video2`` changed;
+    a native record gets the authors' fields with ``score`` = s_W·s_L and ``diff_score`` = s_W − s_L.
+    """
+    vd = record.get("videodpo") if isinstance(record.get("videodpo"), dict) else None
+    prompt = record["prompt"]
+    if vd and all(isinstance(vd.get(f), str) for f in ("pair_item", "chosen_item", "rejected_item")):
+        pair = json.loads(vd["pair_item"])
+        win, lose = json.loads(vd["chosen_item"]), json.loads(vd["rejected_item"])
+        win.setdefault("basic", {})["clip_path"] = win_path
+        lose.setdefault("basic", {})["clip_path"] = lose_path
+    else:
+        win = {"basic": {"clip_duration": durations[0], "clip_path": win_path, "globalidx": k},
+               "misc": {"frame_caption": [prompt]}}
+        lose = {"basic": {"clip_duration": durations[1], "clip_path": lose_path, "globalidx": k},
+                "misc": {"frame_caption": [prompt]}}
+        pair = {"label": 0, "frame_caption": prompt}
+        s_w, s_l = record.get("chosen_score"), record.get("rejected_score")
+        if is_score(s_w) and is_score(s_l):
+            pair["score"] = float(s_w) * float(s_l)
+            pair["diff_score"] = float(s_w) - float(s_l)
+    pair["video1"], pair["video2"] = 2 * k, 2 * k + 1
+    return win, lose, pair
+
+
+def write_layout_json(out: str | Path, entries: Iterable[tuple[dict, dict, dict]]) -> tuple[int, int]:
+    """Write ``metadata.json`` and ``pair.json`` from (winner, loser, pair) entries; returns (videos, pairs)."""
+    out = Path(out)
+    metadata, pairs = [], []
+    for win, lose, pair in entries:
+        if pair["video1"] != len(metadata) or pair["video2"] != len(metadata) + 1:
+            raise VidalignError(f"pair entry {len(pairs)} points at {pair['video1']}/{pair['video2']}, expected "
+                                f"{len(metadata)}/{len(metadata) + 1}: write entries in pair order")
+        metadata += [win, lose]
+        pairs.append(pair)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METADATA_NAME).write_text(json.dumps(metadata, allow_nan=False), encoding="utf-8")
+    (out / PAIR_NAME).write_text(json.dumps(pairs, allow_nan=False), encoding="utf-8")
+    return len(metadata), len(pairs)

@@ -1,0 +1,254 @@
+"""VAE latents and prompt embeddings: the pure encode core behind ``vidalign encode``.
+
+Why store the latent distribution's mean and log-variance instead of one sample: a trainer can then draw
+a fresh sample each epoch (or use the mean) without re-encoding the video, and the encode is deterministic.
+Latents are kept in the VAE's *raw* space; the json records the normalisation constants so every consumer
+normalises the same way (Wan: ``(z - latents_mean) / latents_std``; others: ``z * scaling_factor``, see
+:func:`normalize_latents`).
+
+Everything here is loaded with ``from_pretrained`` from a Hub id or a local folder: a pipeline folder
+(``model_index.json`` with ``vae/``, ``text_encoder/``, ``tokenizer/``) or a single-model folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidalign.errors import ConfigError, InputError, require
+
+DTYPE_NAMES = ("bf16", "fp16", "fp32")
+DEFAULT_VAE = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+DEFAULT_MAX_LENGTH = 512  # Wan's umT5 context
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def torch_dtype(name: str) -> Any:
+    """``bf16``/``fp16``/``fp32`` (or the torch names) → ``torch.dtype``."""
+    import torch
+
+    table = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+             "fp32": torch.float32, "float32": torch.float32}
+    require(name in table, "--dtype", "dtype", name, f"choose one of {', '.join(DTYPE_NAMES)}")
+    return table[name]
+
+
+def _is_local(id_or_path: str) -> bool:
+    """A Hub id is ``name`` or ``owner/name``; anything else (or anything that exists) is a local path."""
+    s = str(id_or_path)
+    return os.path.exists(s) or s.startswith(("/", ".", "~")) or s.count("/") > 1 or "\\" in s
+
+
+def resolve_model(option: str, id_or_path: str, subfolder: str | None, component: str) -> tuple[str, str | None]:
+    """``(id_or_path, subfolder)`` of ``component`` (``vae``, ``text_encoder``, ...).
+
+    ``subfolder="auto"``: a local folder with ``config.json`` is the model itself, one with
+    ``<component>/config.json`` is a pipeline; a Hub id is taken to be a pipeline repository (the common
+    case: ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers``), pass ``--subfolder ''`` for a model repository.
+    A local path that does not exist is a :class:`ConfigError` here, before any network look-up.
+    """
+    path = os.path.expanduser(str(id_or_path))
+    if _is_local(path):
+        p = Path(path)
+        if not p.is_dir():
+            raise ConfigError(f"{option} {id_or_path}: no such directory; give a diffusers model or pipeline "
+                              "folder, or a Hub id like Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
+        if subfolder == "auto":
+            if (p / "config.json").is_file():
+                return path, None
+            if (p / component / "config.json").is_file():
+                return path, component
+            raise ConfigError(f"{option} {id_or_path}: neither config.json nor {component}/config.json found; "
+                              f"point it at a diffusers {component} folder or a pipeline folder")
+        sub = subfolder or None
+        cfg = p / (sub or "") / "config.json"
+        if not cfg.is_file():
+            raise ConfigError(f"{option} {id_or_path} (subfolder {sub!r}): {cfg} not found; fix --subfolder")
+        return path, sub
+    return path, (component if subfolder == "auto" else (subfolder or None))
+
+
+def _load_error(option: str, id_or_path: str, exc: BaseException) -> ConfigError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return ConfigError(f"{option} {id_or_path}: could not load ({type(exc).__name__}: {first}); check the id, "
+                       "--subfolder and --revision, or download the model and pass its folder")
+
+
+def load_vae(id_or_path: str = DEFAULT_VAE, subfolder: str | None = "auto", dtype: str = "bf16",
+             revision: str | None = None, vae_class: str | None = None, device: str = "cpu") -> Any:
+    """Any diffusers video autoencoder, its class read from its ``config.json`` (``_class_name``)."""
+    import diffusers
+
+    path, sub = resolve_model("--vae", id_or_path, subfolder, "vae")
+    try:
+        if vae_class is None:
+            config = diffusers.AutoencoderKLWan.load_config(path, subfolder=sub, revision=revision)
+            vae_class = config.get("_class_name", "AutoencoderKLWan")
+        cls = getattr(diffusers, str(vae_class), None)
+        if cls is None or not str(vae_class).startswith("Autoencoder"):
+            raise ConfigError(f"--vae {id_or_path}: class {vae_class!r} is not a diffusers autoencoder; "
+                              "pass --vae-class AutoencoderKLWan (or another Autoencoder* class)")
+        vae = cls.from_pretrained(path, subfolder=sub, revision=revision, torch_dtype=torch_dtype(dtype))
+    except ConfigError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise _load_error("--vae", id_or_path, exc) from exc
+    vae.eval().requires_grad_(False)
+    return vae.to(device)
+
+
+def configure_vae(vae: Any, tiling: bool = False, slicing: bool = False) -> Any:
+    """Turn on tiled (less memory at high resolution) and sliced (one clip at a time) encoding."""
+    if tiling:
+        if not hasattr(vae, "enable_tiling"):
+            raise ConfigError(f"--tiling: {type(vae).__name__} has no tiled mode; drop --tiling")
+        vae.enable_tiling()
+    if slicing and hasattr(vae, "use_slicing"):
+        vae.use_slicing = True
+    return vae
+
+
+def latent_norm(vae: Any) -> dict[str, Any]:
+    """The VAE's normalisation constants as the latent json records them (unset ones are None)."""
+    cfg = vae.config
+    mean, std = cfg.get("latents_mean"), cfg.get("latents_std")
+    scale = cfg.get("scaling_factor")
+    return {
+        "latents_mean": [float(v) for v in mean] if mean is not None else None,
+        "latents_std": [float(v) for v in std] if std is not None else None,
+        "scaling_factor": float(scale) if scale is not None else None,
+    }
+
+
+def vae_meta(vae: Any, id_or_path: str, revision: str | None = None) -> dict[str, Any]:
+    """The VAE part of the json's ``latents`` object."""
+    return {"vae": str(id_or_path), "revision": revision, "vae_class": type(vae).__name__, **latent_norm(vae)}
+
+
+def normalize_latents(z: Any, meta: dict[str, Any]) -> Any:
+    """Raw latents ``[..., C, T, h, w]`` → the transformer's space, as the json's ``latents`` object says."""
+    import torch
+
+    z = torch.as_tensor(z)
+    if meta.get("latents_mean") is not None and meta.get("latents_std") is not None:
+        shape = (-1, 1, 1, 1)
+        mean = torch.tensor(meta["latents_mean"], dtype=z.dtype, device=z.device).view(shape)
+        std = torch.tensor(meta["latents_std"], dtype=z.dtype, device=z.device).view(shape)
+        return (z - mean) / std
+    return z * float(meta.get("scaling_factor") or 1.0)
+
+
+def denormalize_latents(z: Any, meta: dict[str, Any]) -> Any:
+    """Inverse of :func:`normalize_latents`."""
+    import torch
+
+    z = torch.as_tensor(z)
+    if meta.get("latents_mean") is not None and meta.get("latents_std") is not None:
+        shape = (-1, 1, 1, 1)
+        mean = torch.tensor(meta["latents_mean"], dtype=z.dtype, device=z.device).view(shape)
+        std = torch.tensor(meta["latents_std"], dtype=z.dtype, device=z.device).view(shape)
+        return z * std + mean
+    return z / float(meta.get("scaling_factor") or 1.0)
+
+
+def sample_seed(base_seed: int, key: str, member: str) -> int:
+    """Seed of one stored latent sample: a hash of (base seed, sample key, member), so order does not matter."""
+    digest = hashlib.blake2b(f"{int(base_seed)}/{key}/{member}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def encode_videos(vae: Any, videos: Any, sample_seeds: list[int] | None = None) -> tuple[Any, Any]:
+    """Encode ``[B, 3, T, H, W]`` frames in [-1, 1] → ``(mean, logvar)`` float32 on the CPU.
+
+    With ``sample_seeds`` (one per clip) it returns ``(sample, None)``: ``mean + std * noise`` with the noise
+    drawn from a CPU generator per clip, so a seed gives the same sample on any device and batch size.
+    """
+    import torch
+
+    param = next(vae.parameters())
+    with torch.inference_mode():
+        x = torch.as_tensor(videos).to(device=param.device, dtype=param.dtype)
+        dist = vae.encode(x).latent_dist
+        mean, logvar = dist.mean.float().cpu(), dist.logvar.float().cpu()
+    if sample_seeds is None:
+        return mean, logvar
+    require(len(sample_seeds) == mean.shape[0], "encode_videos", "sample_seeds", len(sample_seeds),
+            f"give one seed per clip ({mean.shape[0]})")
+    noise = torch.stack([torch.randn(mean.shape[1:], generator=torch.Generator().manual_seed(int(s)))
+                         for s in sample_seeds])
+    return mean + torch.exp(0.5 * logvar) * noise, None
+
+
+def load_text_encoder(id_or_path: str = DEFAULT_VAE, subfolder: str | None = "auto", dtype: str = "bf16",
+                      revision: str | None = None, device: str = "cpu") -> tuple[Any, Any]:
+    """``(tokenizer, text_encoder)`` from a pipeline folder/repo (``tokenizer/``, ``text_encoder/``) or a model
+    folder holding both; the model class comes from ``config.json``'s ``architectures`` (umT5 for Wan)."""
+    import transformers
+
+    path, sub = resolve_model("--text-encoder", id_or_path, subfolder, "text_encoder")
+    tok_sub = "tokenizer" if sub == "text_encoder" else sub
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, subfolder=sub or "", revision=revision)
+        arch = (getattr(config, "architectures", None) or ["UMT5EncoderModel"])[0]
+        cls = getattr(transformers, arch, None)
+        if cls is None:
+            raise ConfigError(f"--text-encoder {id_or_path}: architecture {arch!r} is not in transformers; "
+                              "point it at an encoder model such as UMT5EncoderModel or T5EncoderModel")
+        model = cls.from_pretrained(path, subfolder=sub or "", revision=revision, dtype=torch_dtype(dtype))
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, subfolder=tok_sub or "", revision=revision)
+    except ConfigError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise _load_error("--text-encoder", id_or_path, exc) from exc
+    model.eval().requires_grad_(False)
+    return tokenizer, model.to(device)
+
+
+def clean_prompt(text: str) -> str:
+    """Wan's prompt cleaning (ftfy when installed, HTML unescape, whitespace), so embeddings match the pipeline."""
+    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+    return prompt_clean(text)
+
+
+def encode_prompts(text_encoder: Any, tokenizer: Any, prompts: list[str],
+                   max_length: int = DEFAULT_MAX_LENGTH) -> tuple[Any, Any]:
+    """Text-encoder hidden states ``[B, L, D]`` (float32, CPU, zero past each prompt's end as Wan's pipeline
+    makes them) and the attention mask ``[B, L]`` (bool), ``L = max_length``."""
+    import torch
+
+    require(max_length >= 1, "--max-length", "max_length", max_length, "use a positive token count")
+    batch = tokenizer([clean_prompt(p) for p in prompts], padding="max_length", max_length=max_length,
+                      truncation=True, add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+    device = next(text_encoder.parameters()).device
+    with torch.inference_mode():
+        hidden = text_encoder(batch.input_ids.to(device), batch.attention_mask.to(device)).last_hidden_state
+    mask = batch.attention_mask.bool()
+    embeds = hidden.float().cpu() * mask.unsqueeze(-1)
+    return embeds, mask
+
+
+def to_float16(array: Any, source: str, member: str) -> np.ndarray:
+    """float16 copy of a latent array; values beyond float16's range are an :class:`InputError`, not inf."""
+    import torch
+
+    arr = array.float().numpy() if isinstance(array, torch.Tensor) else np.asarray(array, np.float32)
+    peak = float(np.abs(arr).max()) if arr.size else 0.0
+    if not math.isfinite(peak) or peak > FLOAT16_MAX:
+        raise InputError(source, member, f"latent values reach {peak:g}, beyond float16",
+                         "check the VAE and its input range ([-1, 1])")
+    return arr.astype(np.float16)
+
+
+def latent_members(video_member: str) -> tuple[str, str]:
+    """``chosen.mp4`` → (``chosen_latents.npy``, ``chosen_logvar.npy``); the bare ``mp4`` → (``latents.npy``,
+    ``logvar.npy``) (see CONTRACTS: latent shards)."""
+    stem = video_member.rsplit(".", 1)[0] if "." in video_member else ""
+    prefix = f"{stem}_" if stem else ""
+    return f"{prefix}latents.npy", f"{prefix}logvar.npy"
+

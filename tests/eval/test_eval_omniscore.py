@@ -1,0 +1,75 @@
+"""OmniScore (SPEC §2) against hand computation on a synthetic VBench folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from vidalign.eval.omniscore import DIMENSIONS, OmniScoreConfig, omniscore, read_vbench, score_folder
+
+from vidalign.errors import ConfigError, InputError
+
+# video a: every dimension at the middle of its range (after pre-scaling); b: at the minimum, semantic at max
+RAW = {
+    "subject_consistency": {"a.mp4": 16 * (0.1462 + 0.8538 * 0.5), "b.mp4": 16 * 0.1462},
+    "temporal_flickering": {"a.mp4": 0.6293 + 0.3707 * 0.5, "b.mp4": 0.6293},
+    "motion_smoothness": {"a.mp4": 0.706 + 0.2915 * 0.5, "b.mp4": 0.706},
+    "dynamic_degree": {"a.mp4": True, "b.mp4": False},
+    "aesthetic_quality": {"a.mp4": 0.5, "b.mp4": 0.0},
+    "imaging_quality": {"a.mp4": 50.0, "b.mp4": 0.0},
+    "overall_consistency": {"a.mp4": 0.182, "b.mp4": 0.364},
+}
+
+
+def _write(folder, raw=RAW, skip=()):
+    folder.mkdir(parents=True, exist_ok=True)
+    for dim, values in raw.items():
+        if dim in skip:
+            continue
+        items = [{"video_path": v, "video_results": x} for v, x in values.items()]
+        (folder / f"{dim}_eval_results.json").write_text(json.dumps({dim: [0.0, items]}))
+    return folder
+
+
+def test_hand_computed(tmp_path):
+    out = score_folder(_write(tmp_path / "vb"))
+    a, b = out["videos"]
+    assert a["video"] == "a.mp4" and b["video"] == "b.mp4"
+    # a: five quality dims at 0.5·w=0.5, dynamic_degree 1·0.5 → (2.5 + 0.5)/5.5
+    assert a["quality"] == pytest.approx(3.0 / 5.5)
+    assert a["semantic"] == pytest.approx(0.5)
+    assert a["omniscore"] == pytest.approx((4 * 3.0 / 5.5 + 0.5) / 5)
+    assert b["quality"] == pytest.approx(0.0, abs=1e-12)
+    assert b["semantic"] == pytest.approx(1.0)
+    assert b["omniscore"] == pytest.approx(0.2)
+    assert out["mean"]["omniscore"] == pytest.approx(((4 * 3.0 / 5.5 + 0.5) / 5 + 0.2) / 2)
+
+
+def test_unclipped_and_num_frames():
+    raw = {d: RAW[d]["a.mp4"] for d in DIMENSIONS}
+    raw["overall_consistency"] = 0.728
+    assert omniscore(raw)["semantic"] == pytest.approx(2.0)
+    # subject_consistency summed over 8 frames instead of 16: 9.1696/8 = 1.1462 → (1.1462−0.1462)/0.8538
+    q16 = omniscore(raw)["quality"]
+    q8 = omniscore(raw, OmniScoreConfig(num_frames=8))["quality"]
+    assert q8 - q16 == pytest.approx((1.0 / 0.8538 - 0.5) / 5.5)
+    with pytest.raises(ConfigError, match="num_frames"):
+        OmniScoreConfig(num_frames=0)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(InputError, match="motion_smoothness_eval_results.json.*dimension file missing"):
+        read_vbench(_write(tmp_path / "m", skip=("motion_smoothness",)))
+    raw = {d: dict(v) for d, v in RAW.items()}
+    del raw["imaging_quality"]["b.mp4"]
+    with pytest.raises(InputError, match="imaging_quality.*'b.mp4' is missing"):
+        read_vbench(_write(tmp_path / "v", raw))
+    raw = {d: dict(v) for d, v in RAW.items()}
+    raw["aesthetic_quality"]["a.mp4"] = float("nan")
+    with pytest.raises(InputError) as exc:
+        read_vbench(_write(tmp_path / "n", raw))
+    msg = str(exc.value)
+    assert "aesthetic_quality_eval_results.json" in msg and "a.mp4" in msg and "aesthetic_quality" in msg
+    (tmp_path / "n" / "aesthetic_quality_eval_results.json").write_text('{"x": 1}')
+    with pytest.raises(InputError, match="expected"):
+        read_vbench(tmp_path / "n")

@@ -1,0 +1,293 @@
+"""Builders: how every vidalign dataset is made, resumably and in parallel.
+
+A builder is a class with an ``Args`` dataclass (its options, declared once: the CLI flags come from the fields'
+types, defaults and ``metadata={"help": ...}``), a :meth:`Builder.plan` that lists :class:`ShardJob` s — pure
+descriptions (config, split, shard index, sample index range, seed) that depend only on the arguments — and a
+:meth:`Builder.build_shard` that yields the job's :class:`Sample` s (or :class:`Rejected` inputs).
+:func:`run_build` writes each job to ``data/<config>/<split>-<i>-of-<n>.tar`` with a
+:class:`~vidalign.shards.ShardWriter`, records it in ``manifest.json`` as soon as it is done, skips shards
+already recorded (``--resume``), and writes the dataset card when every planned shard exists::
+
+    @register_builder
+    class MyBuilder(Builder):
+        name = "my-data"
+
+        @dataclass
+        class Args:
+            num_samples: int = field(default=100, metadata={"help": "clips to make"})
+
+        def plan(self):
+            return self.split_range("default", "train", self.args.num_samples)
+
+        def build_shard(self, job):
+            for i in job.indices():
+                yield Sample(self.key(i), {"json": {"i": i}, "x.npy": np.full(3, i)})
+
+Sample keys come from :meth:`Builder.key` (seed + index). Inputs that fail raise
+:class:`~vidalign.errors.InputError`; inside ``build_shard`` pass them to :meth:`Builder.reject`, which re-raises
+under ``--on-error raise`` and returns a :class:`Rejected` (yield it) under ``--on-error skip``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import shlex
+import sys
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from vidalign.errors import ConfigError, InputError, VidalignError, require
+from vidalign.format import DEFAULT_SHARD_MB, check_name, sample_key, shard_relpath
+
+# Builders shipped with vidalign: name -> module that registers it (imported on first use, so that
+# `vidalign build kubric-drop` never imports torch-heavy modules of other builders).
+KNOWN_BUILDERS = {
+    "synthetic": "vidalign.synthetic",
+    "kubric-drop": "vidalign.datasets_builders.kubric_drop",
+    "dsr-prompts": "vidalign.datasets_builders.dsr",
+    "dsr-pairs": "vidalign.datasets_builders.dsr",
+    "vidprom-prompts": "vidalign.datasets_builders.vidprom",
+    "vidprom-pairs": "vidalign.datasets_builders.vidprom",
+    "motionprefer": "vidalign.datasets_builders.motionprefer",
+}
+_REGISTRY: dict[str, type[Builder]] = {}
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to write: a pure, picklable description (the same arguments always give the same jobs)."""
+
+    config: str
+    split: str
+    index: int
+    total: int
+    start: int
+    stop: int
+    seed: int
+    params: dict = field(default_factory=dict)
+
+    @property
+    def relpath(self) -> str:
+        return shard_relpath(self.config, self.split, self.index, self.total)
+
+    def indices(self) -> range:
+        return range(self.start, self.stop)
+
+
+@dataclass
+class Sample:
+    key: str
+    members: dict[str, Any]
+
+
+@dataclass
+class Rejected:
+    input: str
+    reason: str
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class BuildOptions:
+    """Options every builder takes (declared once; the CLI flags come from these fields)."""
+
+    out: Path = field(metadata={"help": "output dataset folder"})
+    seed: int = _opt(0, "base seed; every sample's seed derives from it")
+    shard_size: float = _opt(DEFAULT_SHARD_MB, "target shard size in MB")
+    samples_per_shard: int | None = _opt(None, "samples per shard (overrides --shard-size)")
+    on_error: Literal["raise", "skip"] = _opt("raise", "raise on the first bad input, or skip it and list it in the manifest")
+    workers: int = _opt(1, "parallel worker processes (local executor)")
+    executor: Literal["local", "ray"] = _opt("local", "local process pool, or a Ray cluster")
+    ray_address: str | None = _opt(None, "Ray cluster address (default: a local Ray instance)")
+    shard_index: int | None = _opt(None, "run only slice i of the shard plan (SLURM array, indexed job)")
+    num_shards: int | None = _opt(None, "number of slices (with --shard-index)")
+    resume: bool = _opt(False, "skip shards that exist and match the manifest, redo the rest")
+    overwrite: bool = _opt(False, "replace an existing build of the same configs")
+    progress: bool = _opt(True, "show progress bars")
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        require(self.shard_size > 0, "build", "shard_size", self.shard_size, "give a size in MB > 0")
+        require(self.samples_per_shard is None or self.samples_per_shard >= 1, "build", "samples_per_shard",
+                self.samples_per_shard, "give at least 1 sample per shard")
+        require(self.on_error in ("raise", "skip"), "build", "on_error", self.on_error, "use raise or skip")
+        require(self.workers >= 1, "build", "workers", self.workers, "use at least 1 worker")
+        require(self.executor in ("local", "ray"), "build", "executor", self.executor, "use local or ray")
+        require((self.shard_index is None) == (self.num_shards is None), "build", "shard_index",
+                self.shard_index, "give --shard-index and --num-shards together")
+        if self.num_shards is not None:
+            require(self.num_shards >= 1 and 0 <= self.shard_index < self.num_shards, "build", "shard_index",
+                    self.shard_index, f"use 0 <= --shard-index < --num-shards ({self.num_shards})")
+
+
+class Builder:
+    """Base class of every dataset builder (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    Args: ClassVar[type] = None  # a dataclass
+    description: ClassVar[str] = ""
+    license: ClassVar[str] = "apache-2.0"
+    citation: ClassVar[str] = ""
+    tags: ClassVar[list[str]] = []
+    sample_mb: ClassVar[float] = 1.0  # estimated size of one sample, to size shards from --shard-size
+
+    def __init__(self, args: Any, seed: int = 0, on_error: str = "raise", samples_per_shard: int | None = None,
+                 shard_size: float = DEFAULT_SHARD_MB):
+        self.args = args
+        self.seed = int(seed)
+        self.on_error = on_error
+        self.shard_size = shard_size
+        self._samples_per_shard = samples_per_shard
+
+    # -- to implement -------------------------------------------------------------------------------------------
+    def plan(self) -> list[ShardJob]:
+        raise VidalignError(f"builder {self.name!r} does not define plan()")
+
+    def build_shard(self, job: ShardJob) -> Iterator[Sample | Rejected]:
+        raise VidalignError(f"builder {self.name!r} does not define build_shard()")
+
+    def estimate_sample_mb(self) -> float:
+        """Size estimate of one sample (MB), to turn ``--shard-size`` into samples per shard."""
+        return self.sample_mb
+
+    def card_body(self, manifest: dict, folder: Path) -> str:
+        """Extra Markdown for the dataset card (plots, vocabulary, ...)."""
+        return ""
+
+    def finalize(self, folder: Path, manifest: dict) -> None:
+        """Called once every planned shard exists (write previews or plots here)."""
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+    def samples_per_shard(self) -> int:
+        if self._samples_per_shard:
+            return self._samples_per_shard
+        return max(1, int(self.shard_size // max(self.estimate_sample_mb(), 1e-6)))
+
+    def key(self, index: int) -> str:
+        return sample_key(self.seed, index)
+
+    def split_range(self, config: str, split: str, num_samples: int, params: dict | None = None,
+                    offset: int = 0) -> list[ShardJob]:
+        """Jobs covering samples ``offset .. offset+num_samples`` in shards of :meth:`samples_per_shard`."""
+        check_name("config", config)
+        check_name("split", split)
+        per = self.samples_per_shard()
+        total = max(1, math.ceil(num_samples / per))
+        return [
+            ShardJob(config, split, i, total, offset + i * per, offset + min(num_samples, (i + 1) * per),
+                     seed=self.seed, params=dict(params or {}))
+            for i in range(total)
+        ]
+
+    def reject(self, exc: InputError) -> Rejected:
+        """Under ``--on-error raise`` re-raise ``exc``; under ``skip`` return a :class:`Rejected` to yield."""
+        if self.on_error == "raise":
+            raise exc
+        return Rejected(input=exc.source, reason=exc.reason)
+
+    def args_dict(self) -> dict:
+        return _jsonable(dataclasses.asdict(self.args)) if self.args is not None else {}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def register_builder(cls: type[Builder]) -> type[Builder]:
+    """Class decorator: make a builder available to ``vidalign build <name>``."""
+    if not cls.name or cls.Args is None or not dataclasses.is_dataclass(cls.Args):
+        raise TypeError(f"{cls.__name__} needs a `name` and a dataclass `Args`")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_builder(name: str) -> type[Builder]:
+    if name not in _REGISTRY and name in KNOWN_BUILDERS:
+        importlib.import_module(KNOWN_BUILDERS[name])
+    if name not in _REGISTRY:
+        raise VidalignError(f"unknown builder {name!r}; choose one of: {', '.join(builder_names())}")
+    return _REGISTRY[name]
+
+
+def builder_names() -> list[str]:
+    return sorted(set(KNOWN_BUILDERS) | set(_REGISTRY))
+
+
+def make_builder(name: str, args: dict, seed: int = 0, on_error: str = "raise",
+                 samples_per_shard: int | None = None, shard_size: float = DEFAULT_SHARD_MB) -> Builder:
+    """Instantiate a builder from its name and an args dict (validated by its ``Args.__post_init__``)."""
+    cls = get_builder(name)
+    known = {f.name for f in dataclasses.fields(cls.Args)}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise ConfigError(f"builder {name!r}: unknown argument(s) {unknown}; known: {sorted(known)}")
+    try:
+        parsed = cls.Args(**args)
+    except TypeError as exc:
+        raise ConfigError(f"builder {name!r}: {exc}") from exc
+    return cls(parsed, seed=seed, on_error=on_error, samples_per_shard=samples_per_shard, shard_size=shard_size)
+
+
+# -- argparse from dataclasses ------------------------------------------------------------------------------------
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_dataclass_arguments(parser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per dataclass field (type, default, help and choices from the field)."""
+    import argparse
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        tp = hints[f.name]
+        origin, targs = typing.get_origin(tp), typing.get_args(tp)
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in targs:
+            tp = next(a for a in targs if a is not type(None))
+            origin, targs = typing.get_origin(tp), typing.get_args(tp)
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        kw: dict[str, Any] = {"help": f.metadata.get("help", ""), "dest": f.name}
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if tp is bool:
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=default, **kw)
+            continue
+        if origin is Literal:
+            kw["choices"] = list(targs)
+            kw["type"] = type(targs[0])
+        elif origin in (list, tuple):
+            kw["nargs"] = "+"
+            kw["type"] = targs[0] if targs and targs[0] is not Ellipsis else str
+        elif tp in (int, float, str):
+            kw["type"] = tp
+        else:
+            kw["type"] = str
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if kw["help"] and not required:
+            kw["help"] += f" (default: {default})"
+        parser.add_argument(_flag(f.name), default=default, required=required, **kw)
+
+
+def add_options(parser) -> None:
+    """The common build flags, from :class:`BuildOptions`."""
+    add_dataclass_arguments(parser, BuildOptions)
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    return shlex.join(["vidalign", *(argv if argv is not None else sys.argv[1:])])

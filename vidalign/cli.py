@@ -1,0 +1,87 @@
+"""The ``vidalign`` console script.
+
+Each domain contributes its subcommands from a ``commands`` module listed in :data:`COMMAND_MODULES`,
+through ``register(sub, groups)``: ``sub`` is the top-level subparsers object, ``groups`` maps the
+group commands (``import``, ``export``, ``eval``, ``train``) to theirs. Handlers are set with
+``parser.set_defaults(func=handler)`` and take the parsed namespace, returning an exit code or None.
+Command modules import heavy libraries (torch, diffusers, ...) inside handlers, so ``vidalign --help``
+stays fast. Any :class:`~vidalign.errors.VidalignError` becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from vidalign import __version__
+from vidalign.errors import VidalignError
+
+COMMAND_MODULES = [
+    "vidalign.commands",
+    "vidalign.simulation.commands",
+    "vidalign.datasets_builders.commands",
+    "vidalign.preprocessing.commands",
+    "vidalign.training.commands",
+    "vidalign.eval.commands",
+]
+
+GROUPS = {
+    "import": "import a dataset in another project's layout into vidalign shards",
+    "export": "write a vidalign dataset in another project's layout",
+    "eval": "evaluate videos (PisaBench, DSR-Score, OmniScore)",
+    "train": "train on latent shards (dpo, sft, reward)",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, as argparse does, but with the usage hint kept short
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vidalign", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vidalign {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    groups = {}
+    for name, help_text in GROUPS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        groups[name] = p.add_subparsers(dest=f"{name}_command", metavar="KIND", parser_class=_Parser)
+        p.set_defaults(func=lambda args, _p=p: _p.print_help() or 2)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # a domain without commands yet
+                continue
+            raise
+        module.register(sub, groups)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except VidalignError as exc:
+        print(f"vidalign: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vidalign: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected bug: one line, full traceback only on request
+        if os.environ.get("VIDALIGN_DEBUG"):
+            raise
+        print(f"vidalign: internal error: {type(exc).__name__}: {exc} (set VIDALIGN_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Core commands: ``build``, ``verify``, ``info``, ``merge-manifests``, ``push``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from vidalign.errors import VidalignError
+
+
+def register(sub, groups) -> None:
+    p = sub.add_parser("build", help="build a dataset: vidalign build <builder> --out DIR [options]",
+                       description="Build a dataset with a registered builder. "
+                                   "`vidalign build <builder> --help` lists that builder's options.",
+                       add_help=False)
+    p.add_argument("builder", nargs="?", help="builder name")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("verify", help="check every shard against the manifest (sha256, counts, keys)")
+    p.add_argument("folder")
+    p.add_argument("--quick", action="store_true", help="checksums only, no per-sample check")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("info", help="configs, splits, counts, sizes and a sample's fields")
+    p.add_argument("folder")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("merge-manifests", help="join the manifests of a sliced build (--shard-index/--num-shards)")
+    p.add_argument("folder")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("push", help="upload a dataset folder to the Hugging Face Hub")
+    p.add_argument("folder")
+    p.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repository")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", default=None)
+    p.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded, upload nothing")
+    p.set_defaults(func=cmd_push)
+
+
+def _builder_parser(name: str):
+    from vidalign.builder import add_dataclass_arguments, add_options, get_builder
+    from vidalign.cli import _Parser
+
+    cls = get_builder(name)
+    parser = _Parser(prog=f"vidalign build {name}", description=cls.description or None)
+    g = parser.add_argument_group(f"{name} options")
+    add_dataclass_arguments(g, cls.Args)
+    add_options(parser.add_argument_group("build options"))
+    return cls, parser
+
+
+def cmd_build(args) -> int:
+    from vidalign.builder import BuildOptions, builder_names, command_line
+    from vidalign.runner import run_build
+
+    if not args.builder or args.builder in ("-h", "--help"):
+        print("usage: vidalign build <builder> --out DIR [options]\n\nbuilders:\n  " + "\n  ".join(builder_names()))
+        return 0 if args.builder else 2
+    cls, parser = _builder_parser(args.builder)
+    ns = vars(parser.parse_args(args.rest))
+    opt_names = {f.name for f in dataclasses.fields(BuildOptions)}
+    opts = BuildOptions(**{k: v for k, v in ns.items() if k in opt_names})
+    bargs = {k: v for k, v in ns.items() if k not in opt_names}
+    argv = sys.argv[1:] if sys.argv and Path(sys.argv[0]).name.startswith("vidalign") else \
+        ["build", args.builder, *args.rest]
+    m = run_build(args.builder, bargs, opts, command=command_line(argv))
+    s = m["_summary"]
+    configs = ", ".join(f"{c} ({'complete' if e['complete'] else 'incomplete'})" for c, e in m["configs"].items())
+    print(f"{args.builder}: {s['built_shards']} shard(s) built, {s['skipped_shards']} already done, "
+          f"{s['samples']} samples, {s['rejected']} rejected in {s['seconds']} s → {opts.out} [{configs}]")
+    if s["rejected"]:
+        print(f"rejected inputs are listed in {opts.out / 'manifest.json'}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from vidalign import manifest as mf
+
+    problems = mf.verify(args.folder, check_samples=not args.quick)
+    if problems:
+        for p in problems:
+            print(f"FAIL {p}", file=sys.stderr)
+        print(f"vidalign verify: {len(problems)} problem(s) in {args.folder}", file=sys.stderr)
+        return 1
+    m = mf.load(args.folder)
+    n = sum(len(e["shards"]) for e in m["configs"].values())
+    s = sum(r["samples"] for e in m["configs"].values() for r in e["shards"].values())
+    print(f"OK {args.folder}: {n} shard(s), {s} samples, every checksum and count matches")
+    return 0
+
+
+def info(folder: str | Path) -> dict:
+    from vidalign import features as feats
+    from vidalign import manifest as mf
+    from vidalign.card import config_schema
+
+    m = mf.load(folder)
+    out = {"folder": str(folder), "format_version": m["format_version"], "configs": {}}
+    for config, e in sorted(m["configs"].items()):
+        splits = {}
+        for split, plan in sorted(e["splits"].items()):
+            recs = [r for p, r in e["shards"].items() if Path(p).name.startswith(split + "-")]
+            splits[split] = {"samples": sum(r["samples"] for r in recs), "planned_samples": plan["samples"],
+                             "shards": len(recs), "planned_shards": plan["shards"],
+                             "bytes": sum(r["bytes"] for r in recs)}
+        out["configs"][config] = {
+            "builder": e["builder"], "complete": e["complete"], "splits": splits, "rejected": len(e["rejected"]),
+            "fields": {k: feats.describe(v) for k, v in config_schema(e).items()},
+        }
+    return out
+
+
+def cmd_info(args) -> int:
+    from vidalign.card import _fmt_bytes
+
+    d = info(args.folder)
+    if args.json:
+        print(json.dumps(d, indent=1))
+        return 0
+    print(f"{d['folder']} (vidalign format {d['format_version']})")
+    for config, c in d["configs"].items():
+        state = "complete" if c["complete"] else "INCOMPLETE"
+        print(f"config {config}: builder {c['builder']}, {state}, {c['rejected']} rejected")
+        for split, s in c["splits"].items():
+            print(f"  split {split}: {s['samples']}/{s['planned_samples']} samples in "
+                  f"{s['shards']}/{s['planned_shards']} shards, {_fmt_bytes(s['bytes'])}")
+        print("  fields:")
+        for k, v in c["fields"].items():
+            print(f"    {k}: {v}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from vidalign.runner import merge_manifests
+
+    m = merge_manifests(Path(args.folder))
+    for config, e in m["configs"].items():
+        planned = sum(s["shards"] for s in e["splits"].values())
+        print(f"config {config}: {len(e['shards'])}/{planned} shards" + ("" if e["complete"] else " (incomplete)"))
+    if not all(e["complete"] for e in m["configs"].values()):
+        raise VidalignError(f"{args.folder}: some slices are missing; run them, then merge again")
+    print(f"merged into {Path(args.folder) / 'manifest.json'} and wrote the dataset card")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from vidalign.hub import push
+
+    files = push(args.folder, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run)
+    verb = "would upload" if args.dry_run else "uploaded"
+    for f in files:
+        print(f"  {f}")
+    print(f"{verb} {len(files)} file(s) to https://huggingface.co/datasets/{args.repo_id}")
+    return 0

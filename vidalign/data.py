@@ -1,0 +1,212 @@
+"""Reading vidalign datasets: ``load`` (Hugging Face ``datasets``) and ``stream`` (training).
+
+``stream`` returns a :class:`ShardStream`, a ``torch.utils.data.IterableDataset`` that splits the shard list by
+node (``torch.distributed`` rank/world size, or the ``RANK``/``WORLD_SIZE`` variables torchrun sets) and by
+DataLoader worker, so every sample is seen exactly once per epoch across the whole job. With ``resample=True``
+each worker draws shards at random forever (seeded), for ``max_steps``-driven training. The order of a stream is a
+pure function of (shards, seed, epoch, rank, worker), so a trainer can resume by skipping what it consumed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from vidalign.errors import VidalignError
+from vidalign.format import DATA_DIR, MANIFEST_NAME
+
+
+def shard_paths(source: str | os.PathLike | list, config: str | None = None, split: str = "train") -> list[str]:
+    """Shard paths of a dataset folder (config/split), a glob, a brace pattern, or an explicit list."""
+    if isinstance(source, (list, tuple)):
+        return [str(s) for s in source]
+    source = str(source)
+    path = Path(source)
+    if path.is_dir():
+        configs = sorted(p.name for p in (path / DATA_DIR).glob("*") if p.is_dir())
+        if not configs:
+            raise VidalignError(f"{path}: no {DATA_DIR}/<config>/ folders; is this a vidalign dataset folder?")
+        if config is None:
+            if len(configs) > 1:
+                raise VidalignError(f"{path}: several configs {configs}; pass config=<one of them>")
+            config = configs[0]
+        if config not in configs:
+            raise VidalignError(f"{path}: config {config!r} not found; available: {configs}")
+        urls = sorted(str(p) for p in (path / DATA_DIR / config).glob(f"{split}-*.tar"))
+        if not urls:
+            splits = sorted({p.name.split("-")[0] for p in (path / DATA_DIR / config).glob("*.tar")})
+            raise VidalignError(f"{path}: config {config!r} has no split {split!r}; available: {splits}")
+        return urls
+    if "{" in source:
+        import braceexpand
+
+        return list(braceexpand.braceexpand(source))
+    urls = sorted(glob.glob(source))
+    if not urls:
+        raise VidalignError(f"{source}: no shards match (give a dataset folder, a glob or a list of .tar files)")
+    return urls
+
+
+def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except ImportError:
+        pass
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _iterable_base():
+    try:
+        from torch.utils.data import IterableDataset
+
+        return IterableDataset
+    except ImportError:  # torch is a dependency; this keeps pure-data use light
+        return object
+
+
+class ShardStream(_iterable_base()):
+    """Samples of many shards, split by rank and DataLoader worker (see the module docstring).
+
+    Args:
+        urls: shard paths.
+        resample: draw shards at random with replacement, forever (needs no minimum shard count).
+        shuffle: size of a sample shuffle buffer (0: shard order, sample order).
+        seed: seed of resampling and shuffling; combined with epoch, rank and worker.
+        decode: decode members (json → dict, npy → ndarray, npz → dict of arrays; media stay bytes).
+        members: keep only these member names.
+        skip: samples each (rank, worker) stream skips at its start (resuming a trainer).
+    """
+
+    def __init__(self, urls: list[str], *, resample: bool = False, shuffle: int = 0, seed: int = 0,
+                 decode: bool = True, members: list[str] | None = None, skip: int = 0,
+                 rank: int | None = None, world_size: int | None = None):
+        if not urls:
+            raise VidalignError("no shards to stream")
+        self.urls = list(urls)
+        self.resample, self.shuffle, self.seed, self.decode = resample, shuffle, seed, decode
+        self.members = set(members) if members else None
+        self.skip = skip
+        self.epoch = 0
+        self._rank, self._world = rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def stream_id(self) -> tuple[int, int, int, int]:
+        """(rank, world_size, worker id, num workers) of the calling process."""
+        rank, world = _dist_info(self._rank, self._world)
+        wid, nw = 0, 1
+        try:
+            from torch.utils.data import get_worker_info
+
+            info = get_worker_info()
+            if info is not None:
+                wid, nw = info.id, info.num_workers
+        except ImportError:
+            pass
+        return rank, world, wid, nw
+
+    def _my_urls(self) -> tuple[list[str], random.Random]:
+        rank, world, wid, nw = self.stream_id()
+        total, gid = world * nw, rank * nw + wid
+        rng = random.Random(f"{self.seed}/{self.epoch}/{gid}")
+        if self.resample:
+            return [], rng
+        if len(self.urls) < total:
+            raise VidalignError(
+                f"{len(self.urls)} shards cannot be split over {world} ranks × {nw} DataLoader workers = {total} "
+                "streams; write more shards (--samples-per-shard), use fewer workers, or stream with resample=True"
+            )
+        return self.urls[gid::total], rng
+
+    def _samples(self, urls, rng) -> Iterator[dict[str, Any]]:
+        from vidalign.shards import iter_tar_samples
+
+        if self.resample:
+            while True:
+                yield from iter_tar_samples(rng.choice(self.urls), decode=self.decode, members=self.members)
+        for url in urls:
+            yield from iter_tar_samples(url, decode=self.decode, members=self.members)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        urls, rng = self._my_urls()
+        it = self._samples(urls, rng)
+        if self.shuffle > 1:
+            it = _shuffled(it, self.shuffle, rng)
+        for n, sample in enumerate(it):
+            if n >= self.skip:
+                yield sample
+
+
+def _shuffled(it: Iterator, size: int, rng: random.Random) -> Iterator:
+    buf: list = []
+    for x in it:
+        if len(buf) < size:
+            buf.append(x)
+            continue
+        i = rng.randrange(size)
+        yield buf[i]
+        buf[i] = x
+    rng.shuffle(buf)
+    yield from buf
+
+
+def stream(source: str | os.PathLike | list, config: str | None = None, split: str = "train",
+           **kwargs: Any) -> ShardStream:
+    """A :class:`ShardStream` over a dataset folder (``config``/``split``) or explicit shard URLs."""
+    return ShardStream(shard_paths(source, config, split), **kwargs)
+
+
+def load(folder: str | os.PathLike, config: str | None = None, split: str | None = None, streaming: bool = False,
+         video_decode: bool | None = None):
+    """``datasets.load_dataset`` on a vidalign folder, formatted so arrays keep their declared dtype and shape.
+
+    Video members use ``datasets.Video`` (torchcodec) when it is importable; otherwise they are returned as
+    ``{"bytes", "path"}`` for :mod:`vidalign.preprocessing.video_io` (``video_decode`` forces either way).
+    """
+    import datasets
+
+    folder = Path(folder)
+    if not (folder / MANIFEST_NAME).exists() and not (folder / "README.md").exists():
+        raise VidalignError(f"{folder}: not a dataset folder (no manifest.json or README.md)")
+    ds = datasets.load_dataset(str(folder), config, split=split, streaming=streaming)
+    if video_decode is None:
+        video_decode = torchcodec_available()
+    if not video_decode:
+        ds = _undecode_videos(ds)
+    # dtype=None: keep the stored dtype (datasets' numpy formatter would otherwise cast floats to float32)
+    return ds.with_format("numpy", dtype=None)
+
+
+def _undecode_videos(ds):
+    import datasets
+
+    def fix(d):
+        feats = d.features
+        if feats is None:
+            return d
+        for name, feat in feats.items():
+            if isinstance(feat, datasets.Video):
+                d = d.cast_column(name, datasets.Video(decode=False))
+        return d
+
+    if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        return type(ds)({k: fix(v) for k, v in ds.items()})
+    return fix(ds)
+
+
+def torchcodec_available() -> bool:
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401
+    except Exception:  # ImportError, or OSError/RuntimeError when FFmpeg libraries are missing
+        return False
+    return True

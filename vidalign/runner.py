@@ -1,0 +1,163 @@
+"""``run_build``: plan → skip finished shards → execute → manifest after every shard → card when complete."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from vidalign import manifest as mf
+from vidalign.builder import Builder, BuildOptions, Rejected, Sample, ShardJob, make_builder
+from vidalign.errors import VidalignError
+from vidalign.executors import run_tasks
+from vidalign.format import DATA_DIR, MANIFEST_PARTS_DIR
+from vidalign.shards import ShardRecord, ShardWriter, sha256_file
+
+
+def build_job(name: str, args: dict, builder_opts: dict, job: ShardJob, out: str) -> dict:
+    """Write one shard (runs in a worker process): returns its manifest record as a dict."""
+    builder = make_builder(name, args, **builder_opts)
+    rejected: list[dict] = []
+    with ShardWriter(out, job.relpath) as writer:
+        for item in builder.build_shard(job):
+            if isinstance(item, Rejected):
+                rejected.append({"input": item.input, "reason": item.reason})
+            elif isinstance(item, Sample):
+                writer.write(item.key, item.members)
+            else:
+                raise VidalignError(f"builder {name!r} yielded {type(item).__name__}; yield Sample or Rejected")
+    rec = writer.close(rejected=rejected, seed=job.seed, start=job.start, stop=job.stop)
+    return {"config": job.config, "record": rec.to_dict()}
+
+
+def _shard_ok(out: Path, rec: dict) -> bool:
+    path = out / rec["path"]
+    return path.exists() and path.stat().st_size == rec["bytes"] and sha256_file(path) == rec["sha256"]
+
+
+def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = None) -> dict:
+    """Build (or resume) dataset ``name`` with ``args`` into ``opts.out``; returns the manifest."""
+    builder_opts = {"seed": opts.seed, "on_error": opts.on_error, "samples_per_shard": opts.samples_per_shard,
+                    "shard_size": opts.shard_size}
+    builder = make_builder(name, args, **builder_opts)
+    jobs = builder.plan()
+    if not jobs:
+        raise VidalignError(f"builder {name!r}: the plan is empty (no samples requested?)")
+    rels = [j.relpath for j in jobs]
+    if len(set(rels)) != len(rels):
+        raise VidalignError(f"builder {name!r}: the plan repeats a shard path; this is a builder bug")
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    sliced = opts.num_shards is not None
+    manifest_name = mf.part_name(opts.shard_index, opts.num_shards) if sliced else mf.MANIFEST_NAME
+    manifest = mf.empty_manifest() if sliced else mf.load(out, missing_ok=True)
+    if sliced and (out / manifest_name).exists():
+        manifest = mf.read_json(out / manifest_name, "manifest part")
+
+    args_json = builder.args_dict()
+    options_json = {k: v for k, v in dataclasses.asdict(opts).items()
+                    if k in ("seed", "shard_size", "samples_per_shard", "on_error")}
+    splits: dict[str, dict[str, dict]] = {}
+    for j in jobs:
+        s = splits.setdefault(j.config, {}).setdefault(j.split, {"shards": 0, "samples": 0})
+        s["shards"] += 1
+        s["samples"] += j.stop - j.start
+    for config, config_splits in splits.items():
+        entry = manifest["configs"].get(config)
+        same = entry is not None and entry["builder"] == name and entry["args"] == args_json \
+            and entry.get("options") == options_json and entry["splits"] == config_splits
+        if entry is not None and not same and not opts.overwrite:
+            what = "args" if entry.get("args") != args_json else "options/plan"
+            raise VidalignError(
+                f"{out}: config {config!r} was built with different {what} "
+                f"(builder {entry['builder']!r}); use --overwrite to replace it or another --out"
+            )
+        if entry is not None and same and not opts.resume and not sliced and entry["shards"]:
+            raise VidalignError(f"{out}: config {config!r} is already built here; pass --resume to finish or "
+                                "check it, or --overwrite to rebuild")
+        if entry is None or not same:
+            if entry is not None and opts.overwrite:
+                shutil.rmtree(out / DATA_DIR / config, ignore_errors=True)
+            manifest["configs"][config] = {
+                "builder": name, "description": builder.description, "args": args_json, "options": options_json,
+                "seed": opts.seed, "command": command or "", "splits": config_splits, "shards": {},
+                "rejected": [], "complete": False,
+            }
+        elif command:
+            manifest["configs"][config]["command"] = command
+
+    mine = jobs[opts.shard_index::opts.num_shards] if sliced else jobs
+    todo = []
+    for j in mine:
+        rec = manifest["configs"][j.config]["shards"].get(j.relpath)
+        if rec is not None and _shard_ok(out, rec):
+            continue
+        manifest["configs"][j.config]["shards"].pop(j.relpath, None)
+        todo.append(j)
+    for j in todo:  # leftovers of a killed run
+        (out / (j.relpath + ".tmp")).unlink(missing_ok=True)
+    mf.save(out, manifest, manifest_name)
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=f"{name} shards", unit="shard", disable=not opts.progress or not todo)
+    counts = {"samples": 0, "rejected": 0}
+
+    def on_result(result: dict) -> None:
+        entry = manifest["configs"][result["config"]]
+        rec = result["record"]
+        entry["shards"][rec["path"]] = rec
+        mf.refresh(entry)
+        mf.save(out, manifest, manifest_name)
+        counts["samples"] += rec["samples"]
+        counts["rejected"] += len(rec["rejected"])
+        bar.update(1)
+        bar.set_postfix(samples=counts["samples"], rejected=counts["rejected"])
+
+    try:
+        run_tasks(build_job, [(name, args, builder_opts, j, str(out)) for j in todo], on_result,
+                  executor=opts.executor, workers=opts.workers, ray_address=opts.ray_address)
+    finally:
+        bar.close()
+    for entry in manifest["configs"].values():
+        mf.refresh(entry)
+    mf.save(out, manifest, manifest_name)
+    if not sliced and all(manifest["configs"][c]["complete"] for c in splits):
+        finish(out, manifest, builder)
+    manifest["_summary"] = {"built_shards": len(todo), "skipped_shards": len(mine) - len(todo),
+                            "samples": counts["samples"], "rejected": counts["rejected"],
+                            "seconds": round(time.perf_counter() - t0, 2)}
+    return manifest
+
+
+def finish(out: Path, manifest: dict, builder: Builder | None = None) -> None:
+    """Write the card (and the builders' previews) once configs are complete."""
+    from vidalign.card import write_card
+
+    builders = {}
+    for entry in manifest["configs"].values():
+        if entry["complete"] and entry["builder"] not in builders:
+            builders[entry["builder"]] = builder if builder is not None and builder.name == entry["builder"] else \
+                make_builder(entry["builder"], entry["args"], seed=entry.get("seed", 0))
+    for b in builders.values():
+        b.finalize(out, manifest)
+    write_card(out, manifest, builders)
+
+
+def merge_manifests(out: Path) -> dict:
+    """``vidalign merge-manifests``: join slice manifests; write manifest.json and the card when complete."""
+    manifest = mf.merge_parts(out)
+    for entry in manifest["configs"].values():
+        for rel, rec in entry["shards"].items():
+            if not (out / rel).exists():
+                raise VidalignError(f"{out / rel}: listed by a manifest part but missing; rerun that slice")
+    mf.save(out, manifest)
+    if all(e["complete"] for e in manifest["configs"].values()):
+        finish(out, manifest)
+        shutil.rmtree(out / MANIFEST_PARTS_DIR, ignore_errors=True)
+    return manifest
+
+
+__all__ = ["run_build", "build_job", "merge_manifests", "finish", "ShardRecord"]
