@@ -289,5 +289,24 @@ def add_options(parser) -> None:
     add_dataclass_arguments(parser, BuildOptions)
 
 
+def equivalent_command(name: str, args: dict, opts: BuildOptions) -> str:
+    """The ``vidalign build`` command line that reproduces a build made through the Python API."""
+    argv = ["build", name]
+    defaults = {f.name: f.default for f in dataclasses.fields(get_builder(name).Args)}
+    opt_defaults = {f.name: f.default for f in dataclasses.fields(BuildOptions)}
+    for source, dflt in ((args, defaults), ({k: getattr(opts, k) for k in ("out", "seed", "shard_size",
+                         "samples_per_shard", "on_error")}, opt_defaults)):
+        for k, v in source.items():
+            if k != "out" and v == dflt.get(k, dataclasses.MISSING):
+                continue
+            if isinstance(v, bool):
+                argv.append(_flag(k) if v else "--no-" + k.replace("_", "-"))
+            elif isinstance(v, (list, tuple)):
+                argv += [_flag(k), *map(str, v)]
+            elif v is not None:
+                argv += [_flag(k), str(v)]
+    return shlex.join(["vidalign", *argv])
+
+
 def command_line(argv: list[str] | None = None) -> str:
     return shlex.join(["vidalign", *(argv if argv is not None else sys.argv[1:])])

@@ -183,8 +183,37 @@ def load(folder: str | os.PathLike, config: str | None = None, split: str | None
         video_decode = torchcodec_available()
     if not video_decode:
         ds = _undecode_videos(ds)
-    # dtype=None: keep the stored dtype (datasets' numpy formatter would otherwise cast floats to float32)
-    return ds.with_format("numpy", dtype=None)
+    if not streaming:
+        # dtype=None: keep the stored dtype (datasets' numpy formatter casts floats to float32, ints to int64)
+        return ds.with_format("numpy", dtype=None)
+    # streaming: datasets' IterableDataset formatter takes no dtype, so floats arrive as float32 and ints as
+    # int64 (lossless); `restore_dtypes(example, ds.features)` casts back to the declared dtypes
+    return ds.with_format("numpy")
+
+
+def restore_dtypes(example: dict, features) -> dict:
+    """Cast a numpy-formatted example's arrays back to the dtypes its features declare (e.g. float16 depth)."""
+    import datasets
+    import numpy as np
+
+    def dtype_of(feat):
+        if isinstance(feat, (datasets.Array2D, datasets.Array3D, datasets.Array4D, datasets.Array5D)):
+            return feat.dtype
+        if isinstance(feat, datasets.List):
+            return dtype_of(feat.feature)
+        if isinstance(feat, datasets.Value) and feat.dtype not in ("string", "binary", "large_string"):
+            return feat.dtype
+        return None
+
+    def cast(value, feat):
+        if isinstance(feat, dict) and isinstance(value, dict):
+            return {k: cast(v, feat[k]) if k in feat else v for k, v in value.items()}
+        dt = dtype_of(feat)
+        if dt is not None and isinstance(value, np.ndarray) and value.dtype != object:
+            return value.astype(dt, copy=False)
+        return value
+
+    return {k: cast(v, features[k]) if features is not None and k in features else v for k, v in example.items()}
 
 
 def _undecode_videos(ds):

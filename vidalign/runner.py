@@ -10,7 +10,15 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from vidalign import manifest as mf
-from vidalign.builder import Builder, BuildOptions, Rejected, Sample, ShardJob, make_builder
+from vidalign.builder import (
+    Builder,
+    BuildOptions,
+    Rejected,
+    Sample,
+    ShardJob,
+    equivalent_command,
+    make_builder,
+)
 from vidalign.errors import VidalignError
 from vidalign.executors import run_tasks
 from vidalign.format import DATA_DIR, MANIFEST_PARTS_DIR
@@ -43,6 +51,7 @@ def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = N
     builder_opts = {"seed": opts.seed, "on_error": opts.on_error, "samples_per_shard": opts.samples_per_shard,
                     "shard_size": opts.shard_size}
     builder = make_builder(name, args, **builder_opts)
+    command = command or equivalent_command(name, builder.args_dict(), opts)
     jobs = builder.plan()
     if not jobs:
         raise VidalignError(f"builder {name!r}: the plan is empty (no samples requested?)")
@@ -150,7 +159,7 @@ def merge_manifests(out: Path) -> dict:
     """``vidalign merge-manifests``: join slice manifests; write manifest.json and the card when complete."""
     manifest = mf.merge_parts(out)
     for entry in manifest["configs"].values():
-        for rel, rec in entry["shards"].items():
+        for rel, _rec in entry["shards"].items():
             if not (out / rel).exists():
                 raise VidalignError(f"{out / rel}: listed by a manifest part but missing; rerun that slice")
     mf.save(out, manifest)

@@ -8,7 +8,6 @@ normalised (mtime 0, uid/gid 0, mode 644) so the same samples always give the sa
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tarfile
 import time
@@ -29,22 +28,38 @@ from vidalign.format import (
 )
 
 
-class _HashingFile(io.RawIOBase):
-    """Write-through file wrapper that computes sha256 and size (no second read of the shard)."""
+class _HashingFile:
+    """Write-through file wrapper computing sha256 and size on a background thread, in write order.
+
+    hashlib releases the GIL on large buffers, so hashing overlaps the file writes and the encoding of the next
+    sample; the digest is ready when :meth:`digest` joins the thread.
+    """
 
     def __init__(self, f):
-        self.f, self.h, self.n = f, hashlib.sha256(), 0
+        import queue
+        import threading
 
-    def writable(self) -> bool:
-        return True
+        self.f, self.h, self.n = f, hashlib.sha256(), 0
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while (b := self._q.get()) is not None:
+            self.h.update(b)
 
     def tell(self) -> int:
         return self.n
 
     def write(self, b) -> int:
-        self.h.update(b)
+        self._q.put(b)
         self.n += len(b)
         return self.f.write(b)
+
+    def digest(self) -> str:
+        self._q.put(None)
+        self._t.join()
+        return self.h.hexdigest()
 
 
 @dataclass
@@ -84,7 +99,7 @@ class ShardWriter:
     ``json`` is written first so streaming readers see metadata before media.
     """
 
-    def __init__(self, root: str | os.PathLike, relpath: str, summarize: bool = True):
+    def __init__(self, root: str | os.PathLike, relpath: str, summarize: bool = True, fsync: bool = False):
         self.root = Path(root)
         self.relpath = relpath
         self.path = self.root / relpath
@@ -92,7 +107,7 @@ class ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.tmp, "wb")
         self._hash = _HashingFile(self._file)
-        self._tar = tarfile.open(fileobj=self._hash, mode="w", format=tarfile.GNU_FORMAT)
+        self._fsync = fsync
         self._members: list[str] | None = None
         self._keys: set[str] = set()
         self._summarize = summarize
@@ -104,10 +119,22 @@ class ShardWriter:
         self._t0 = time.perf_counter()
 
     def _add(self, name: str, data: bytes) -> None:
+        # the header tarfile would write (GNU format), then the data in one write: no 16 KB copy loop
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
         info.uname = info.gname = ""
-        self._tar.addfile(info, io.BytesIO(data))
+        self._hash.write(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+        self._hash.write(data)
+        pad = -len(data) % tarfile.BLOCKSIZE
+        if pad:
+            self._hash.write(tarfile.NUL * pad)
+
+    def _end_tar(self) -> None:
+        """End-of-archive blocks and record padding, exactly as ``tarfile`` closes an archive."""
+        self._hash.write(tarfile.NUL * (tarfile.BLOCKSIZE * 2))
+        pad = -self._hash.n % tarfile.RECORDSIZE
+        if pad:
+            self._hash.write(tarfile.NUL * pad)
 
     def write(self, key: str, sample: dict[str, Any]) -> None:
         """Encode and append one sample; ``sample`` maps member names (``json``, ``mp4``, ``mask.npz``...) to values."""
@@ -139,13 +166,15 @@ class ShardWriter:
         """Finish the tar, fsync, rename into place and return its :class:`ShardRecord`."""
         if self.record is not None:
             return self.record
-        self._tar.close()
+        self._end_tar()
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._fsync:  # durability against power loss; a killed process needs none (and --resume re-hashes)
+            os.fsync(self._file.fileno())
         self._file.close()
+        digest = self._hash.digest()
         os.replace(self.tmp, self.path)
         self.record = ShardRecord(
-            path=self.relpath, samples=self.count, bytes=self._hash.n, sha256=self._hash.h.hexdigest(),
+            path=self.relpath, samples=self.count, bytes=self._hash.n, sha256=digest,
             first_key=self.first_key, last_key=self.last_key, members=list(self._members or []),
             schema=self.schema, seconds=round(time.perf_counter() - self._t0, 4), **extra,
         )
@@ -153,10 +182,7 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Drop the partial shard (the temporary file is removed; nothing is renamed)."""
-        try:
-            self._tar.close()
-        except Exception:  # the archive is being thrown away
-            pass
+        self._hash.digest()
         self._file.close()
         self.tmp.unlink(missing_ok=True)
 
@@ -178,37 +204,76 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def _iter_members(f, name: str) -> Iterator[tuple[str, bytes]]:
+    """(member name, data) of a tar stream: one read per header and per member (GNU long names and PAX paths
+    supported; directories and links skipped). Any malformed or truncated part raises a one-line error."""
+    long_name: str | None = None
+    while True:
+        header = f.read(tarfile.BLOCKSIZE)
+        if not header or header == tarfile.NUL * tarfile.BLOCKSIZE:
+            return
+        if len(header) < tarfile.BLOCKSIZE:
+            raise VidalignError(f"{name}: shard is truncated (partial tar header); rebuild or re-download it")
+        try:
+            info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
+        except tarfile.HeaderError as exc:
+            raise VidalignError(f"{name}: shard is corrupt ({exc}); rebuild it (vidalign build ... --resume) "
+                                "or re-download it") from exc
+        data = f.read(info.size) if info.size else b""
+        if len(data) < info.size:
+            raise VidalignError(f"{name}: shard is truncated inside member {info.name!r}; rebuild or re-download it")
+        pad = -info.size % tarfile.BLOCKSIZE
+        if pad and len(f.read(pad)) < pad:
+            raise VidalignError(f"{name}: shard is truncated after member {info.name!r}")
+        if info.type == tarfile.GNUTYPE_LONGNAME:
+            long_name = data.rstrip(tarfile.NUL).decode("utf-8", "surrogateescape")
+            continue
+        if info.type == tarfile.XHDTYPE:
+            for rec in data.decode("utf-8", "surrogateescape").split("\n"):
+                if " path=" in rec:
+                    long_name = rec.split(" path=", 1)[1]
+            continue
+        if info.type in (tarfile.XGLTYPE,) or info.type not in tarfile.REGULAR_TYPES:
+            long_name = None
+            continue
+        member_name = long_name or info.name
+        long_name = None
+        yield member_name, data
+
+
 def iter_tar_samples(path_or_fileobj, decode: bool = True, members: set[str] | None = None,
                      source: str | None = None) -> Iterator[dict[str, Any]]:
     """Samples of one shard, in order, as dicts ``{"__key__": key, member: value}``.
 
-    Reads the tar as a stream (works on pipes and remote files). ``decode`` applies
+    Reads the tar sequentially (works on pipes and remote file objects). ``decode`` applies
     :func:`vidalign.format.decode_member`; ``members`` keeps only those member names. Member paths are
     guarded; a truncated or corrupt archive raises a one-line :class:`VidalignError` naming it.
     """
     name = source or str(path_or_fileobj)
-    kw = {"fileobj": path_or_fileobj} if hasattr(path_or_fileobj, "read") else {"name": str(path_or_fileobj)}
+    own = not hasattr(path_or_fileobj, "read")
+    try:
+        f = open(path_or_fileobj, "rb", buffering=1 << 20) if own else path_or_fileobj
+    except OSError as exc:
+        raise VidalignError(f"{name}: cannot open shard ({exc.strerror})") from exc
     current: dict[str, Any] = {}
     try:
-        with tarfile.open(mode="r|*", **kw) as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                safe_member_path(info.name, name)
-                key, member = split_member(info.name)
-                if not member:
-                    continue
-                if current and current["__key__"] != key:
-                    yield current
-                    current = {}
-                if not current:
-                    current = {"__key__": key, "__url__": name}
-                if members is not None and member not in members:
-                    continue
-                data = tar.extractfile(info).read()
-                current[member] = decode_member(member, data) if decode else data
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise VidalignError(f"{name}: shard is unreadable ({type(exc).__name__}: {exc}); "
-                            "rebuild it (vidalign build ... --resume) or re-download it") from exc
+        for member_name, data in _iter_members(f, name):
+            safe_member_path(member_name, name)
+            key, member = split_member(member_name)
+            if not member:
+                continue
+            if current and current["__key__"] != key:
+                yield current
+                current = {}
+            if not current:
+                current = {"__key__": key, "__url__": name}
+            if members is not None and member not in members:
+                continue
+            current[member] = decode_member(member, data) if decode else data
+    except OSError as exc:
+        raise VidalignError(f"{name}: shard is unreadable ({exc}); rebuild or re-download it") from exc
+    finally:
+        if own:
+            f.close()
     if current:
         yield current

@@ -1,0 +1,44 @@
+# `make demo` and `make test` do all set-up on a fresh machine (CPU): virtual environment, CPU torch 2.13.0,
+# FFmpeg libraries for torchcodec (Debian's ffmpeg, when we can install it), the package with its light extras.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.vidalign-installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup demo test lint bench clean system-deps
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU torch first (a local wheel here): with it installed, no dependency can pull a CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,ray,torchcodec]"
+	touch $(STAMP)
+
+system-deps:
+	@if ! ldconfig -p 2>/dev/null | grep -q libavcodec; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's ffmpeg (FFmpeg libraries for torchcodec)"; \
+	    (apt-get install -y -qq ffmpeg >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null)) \
+	      || echo "warning: could not install ffmpeg; datasets' Video feature will fall back to vidalign's readers"; \
+	  else echo "note: FFmpeg libraries not found; install Debian's ffmpeg for datasets' Video decoding"; fi; \
+	fi
+
+demo: setup
+	$(PY) scripts/demo.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --durations=15
+
+bench: setup
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo_out build *.egg-info
