@@ -22,8 +22,10 @@ COMMAND_MODULES = [
     "vidalign.commands",
     "vidalign.simulation.commands",
     "vidalign.datasets_builders.commands",
+    "vidalign.datasets_builders.motion_commands",
     "vidalign.preprocessing.commands",
     "vidalign.training.commands",
+    "vidalign.training.reward_commands",
     "vidalign.eval.commands",
 ]
 

@@ -112,8 +112,35 @@ def info(folder: str | Path) -> dict:
         out["configs"][config] = {
             "builder": e["builder"], "complete": e["complete"], "splits": splits, "rejected": len(e["rejected"]),
             "fields": {k: feats.describe(v) for k, v in config_schema(e).items()},
+            "sample": _peek(Path(folder), e),
         }
     return out
+
+
+def _short(v) -> str:
+    import numpy as np
+
+    if isinstance(v, np.ndarray):
+        return f"ndarray {v.dtype} {list(v.shape)}"
+    if isinstance(v, (bytes, bytearray)):
+        return f"{len(v)} bytes"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_short(x)}" for k, x in list(v.items())[:12]) + \
+            (", ..." if len(v) > 12 else "") + "}"
+    if isinstance(v, list):
+        return f"list[{len(v)}]"
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _peek(folder: Path, entry: dict) -> dict:
+    """The first sample of the first shard, each member summarised (type, dtype, shape, short values)."""
+    from vidalign.shards import iter_tar_samples
+
+    for rel in sorted(entry["shards"]):
+        for s in iter_tar_samples(folder / rel, source=rel):
+            return {k: _short(v) for k, v in s.items() if k != "__url__"}
+    return {}
 
 
 def cmd_info(args) -> int:
@@ -133,6 +160,11 @@ def cmd_info(args) -> int:
         print("  fields:")
         for k, v in c["fields"].items():
             print(f"    {k}: {v}")
+        if c["sample"]:
+            print(f"  first sample ({c['sample'].get('__key__')}):")
+            for k, v in c["sample"].items():
+                if k != "__key__":
+                    print(f"    {k}: {v}")
     return 0
 
 
