@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from vidalign.eval.dsr_prompts_csv import RELATIONS, DSRPrompt
 
 from vidalign.errors import InputError, VidalignError, require
+from vidalign.eval.dsr_prompts_csv import RELATIONS, DSRPrompt
 
 MIN_FRAMES = 20
 THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(10))
@@ -60,16 +60,21 @@ class TrackFrame:
 
 @dataclass(frozen=True)
 class Track:
-    """All frames of one generated video of prompt ``prompt_id``; no frames means the video was rejected."""
+    """All frames of one generated video of prompt ``prompt_id``; no frames means the video was rejected
+    (``rejected`` then says why, as an extra JSON key that readers may ignore)."""
 
     video: str
     prompt_id: str
     frames: tuple[TrackFrame, ...] = field(default_factory=tuple)
+    rejected: str | None = None
 
     def to_json(self) -> dict:
-        return {"video": self.video, "prompt_id": self.prompt_id,
-                "frames": [{"index": f.index, "labels": list(f.labels), "boxes": [list(b) for b in f.boxes]}
-                           for f in self.frames]}
+        record = {"video": self.video, "prompt_id": self.prompt_id,
+                  "frames": [{"index": f.index, "labels": list(f.labels), "boxes": [list(b) for b in f.boxes]}
+                             for f in self.frames]}
+        if self.rejected:
+            record["rejected"] = self.rejected
+        return record
 
 
 def kept_frames(frames: Iterable[TrackFrame], animal: str, obj: str) -> list[tuple[int, tuple, tuple]]:
@@ -176,7 +181,8 @@ def parse_track(record, where: str) -> Track:
                 raise InputError(where, f"{fw}.boxes[{j}]", f"{b!r} is not [x0, y0, x1, y1]", "use four numbers")
             parsed.append(tuple(_number(v, where, f"{fw}.boxes[{j}]") for v in b))
         frames.append(TrackFrame(idx, tuple(labels), tuple(parsed)))
-    return Track(record["video"], record["prompt_id"], tuple(frames))
+    rejected = record.get("rejected")
+    return Track(record["video"], record["prompt_id"], tuple(frames), rejected if isinstance(rejected, str) else None)
 
 
 def read_tracks(path: str | Path) -> list[Track]:

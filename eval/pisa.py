@@ -84,22 +84,57 @@ def l2_distance(gt: np.ndarray, pred: np.ndarray) -> float:
     return INV_SQRT2 / gt.shape[1] * _nanmean(diff)
 
 
-def chamfer_frame(a: np.ndarray, b: np.ndarray) -> float:
-    """Symmetric mean nearest-pixel distance between two bool masks ``[H, W]``; NaN if either is empty."""
+def boundary(masks: np.ndarray) -> np.ndarray:
+    """Pixels of bool masks ``[..., H, W]`` with a 4-neighbour outside the mask (image edges count as outside).
+
+    The nearest mask pixel to any point outside the mask is a boundary pixel (from an interior pixel one
+    step towards the point stays inside and gets closer), so Chamfer needs only these in its KD-tree.
+    """
+    m = np.asarray(masks, dtype=bool)
+    inner = np.zeros_like(m)
+    inner[..., 1:-1, 1:-1] = (m[..., 1:-1, 1:-1] & m[..., :-2, 1:-1] & m[..., 2:, 1:-1]
+                              & m[..., 1:-1, :-2] & m[..., 1:-1, 2:])
+    return m & ~inner
+
+
+def _mean_nearest(src: np.ndarray, dst: np.ndarray, dst_boundary: np.ndarray) -> float:
+    """``mean_{s∈src} min_{d∈dst} ‖s−d‖``: 0 inside ``dst``, KD-tree on ``dst``'s boundary outside it."""
     from scipy.spatial import cKDTree
 
-    pa = np.argwhere(a).astype(np.float64)
-    pb = np.argwhere(b).astype(np.float64)
-    if len(pa) == 0 or len(pb) == 0:
+    outside = np.argwhere(src & ~dst)
+    if len(outside) == 0:
+        return 0.0
+    dist, _ = cKDTree(np.argwhere(dst_boundary).astype(np.float64)).query(outside.astype(np.float64), k=1)
+    return float(dist.sum() / np.count_nonzero(src))
+
+
+def chamfer_frame(a: np.ndarray, b: np.ndarray, a_boundary: np.ndarray | None = None,
+                  b_boundary: np.ndarray | None = None) -> float:
+    """Symmetric mean nearest-pixel distance between two bool masks ``[H, W]``; NaN if either is empty."""
+    a = np.asarray(a, dtype=bool)
+    b = np.asarray(b, dtype=bool)
+    if not a.any() or not b.any():
         return math.nan
-    d_ba, _ = cKDTree(pa).query(pb, k=1)
-    d_ab, _ = cKDTree(pb).query(pa, k=1)
-    return float(d_ba.mean() + d_ab.mean())
+    a_boundary = boundary(a) if a_boundary is None else a_boundary
+    b_boundary = boundary(b) if b_boundary is None else b_boundary
+    return _mean_nearest(b, a, a_boundary) + _mean_nearest(a, b, b_boundary)
 
 
 def chamfer_distance(gt: np.ndarray, pred: np.ndarray) -> float:
     """``(1/√2)/H · nanmean_t`` of the per-frame Chamfer distance."""
-    per_frame = np.array([chamfer_frame(a, b) for a, b in zip(gt, pred)], dtype=np.float64)
+    gt = np.asarray(gt, dtype=bool)
+    pred = np.asarray(pred, dtype=bool)
+    gb, pb = boundary(gt), boundary(pred)
+    both = gt | pred
+    rows, cols = both.any(axis=2), both.any(axis=1)
+    per_frame = np.full(len(gt), np.nan)
+    for t in range(len(gt)):
+        r, c = np.flatnonzero(rows[t]), np.flatnonzero(cols[t])
+        if len(r) == 0:
+            continue
+        # distances are translation invariant: work in the bounding box of both masks
+        win = (slice(r[0], r[-1] + 1), slice(c[0], c[-1] + 1))
+        per_frame[t] = chamfer_frame(gt[t][win], pred[t][win], gb[t][win], pb[t][win])
     return INV_SQRT2 / gt.shape[1] * _nanmean(per_frame)
 
 

@@ -316,7 +316,10 @@ def _check_joints(joints: np.ndarray) -> np.ndarray:
 
 
 class _Layout:
-    """Projection of one clip: fixed scale for the whole clip, per-frame centre when following the root."""
+    """Projection of one clip: fixed scale for the whole clip, per-frame centre when following the root.
+
+    Projection is linear, so points are projected once (``uv``) and each frame only shifts by its centre.
+    """
 
     def __init__(self, joints: np.ndarray, style: StickFigureStyle):
         self.style = style
@@ -331,76 +334,104 @@ class _Layout:
             mid = (lo + hi) / 2
             self.center = np.tile([mid[0], self.floor, mid[1]], (len(root), 1))
             r = style.grid_radius + float((hi - lo).max()) / 2
-        rel = joints - self.center[:, None]
         self.radius = r
+        rel = joints - self.center[:, None]
         f = style.footprint  # a little floor around the feet stays in view; the grid runs on past the border
         square = np.array([[x, 0.0, z] for x in (-f, f) for z in (-f, f)])
         pts = np.concatenate([rel.reshape(-1, 3), square])
         u, v = pts @ self.right, pts @ self.up
-        size = style.size
         span = max(float(u.max() - u.min()), float(v.max() - v.min()), 1e-6)
-        self.scale = size * (1 - 2 * style.margin) / span
-        self.u0 = (float(u.max()) + float(u.min())) / 2
-        self.v0 = (float(v.max()) + float(v.min())) / 2
+        self.scale = style.size * (1 - 2 * style.margin) / span
+        u0 = (float(u.max()) + float(u.min())) / 2
+        v0 = (float(v.max()) + float(v.min())) / 2
+        half = style.size / 2
+        # pixel = offset_t + [scale * u, -scale * v] for world (u, v); offset_t holds the frame's centre
+        cu, cv = self.center @ self.right, self.center @ self.up
+        self.offset = np.stack([half - self.scale * (cu + u0), half + self.scale * (cv + v0)], axis=1)
 
-    def to_px(self, pts: np.ndarray, frame: int | None = None, center: np.ndarray | None = None) -> np.ndarray:
-        """Pixel coordinates ``[..., 2]`` of world points, relative to the frame's centre."""
-        c = self.center[frame] if center is None else center
-        rel = pts - c
-        half = self.style.size / 2
-        px = half + self.scale * (rel @ self.right - self.u0)
-        py = half - self.scale * (rel @ self.up - self.v0)
-        return np.stack([px, py], axis=-1)
+    def uv(self, pts: np.ndarray) -> np.ndarray:
+        """Scaled screen coordinates of world points ``[..., 3]`` before the per-frame offset."""
+        return np.stack([self.scale * (pts @ self.right), -self.scale * (pts @ self.up)], axis=-1)
 
 
-def _grid_segments(layout: _Layout, frame: int) -> list[tuple[float, float, float, float]]:
-    s, r = layout.style.grid_spacing, layout.radius
-    cx, cz = layout.center[frame, 0], layout.center[frame, 2]
-    y = layout.floor
-    segs = []
-    for k in range(int(np.ceil((cx - r) / s)), int(np.floor((cx + r) / s)) + 1):
-        segs.append(((k * s, y, cz - r), (k * s, y, cz + r)))
-    for k in range(int(np.ceil((cz - r) / s)), int(np.floor((cz + r) / s)) + 1):
-        segs.append(((cx - r, y, k * s), (cx + r, y, k * s)))
-    if not segs:
-        return []
-    px = layout.to_px(np.asarray(segs, dtype=np.float64), frame)
-    return [(a[0], a[1], b[0], b[1]) for a, b in px.tolist()]
+def _grid_lines(layout: _Layout) -> list[np.ndarray]:
+    """Per frame, the floor grid's segments in pixels ``[n, 4]`` (x0, y0, x1, y1)."""
+    s, r, y = layout.style.grid_spacing, layout.radius, layout.floor
+    out = []
+    for t, (cx, _, cz) in enumerate(layout.center):
+        kx = np.arange(np.ceil((cx - r) / s), np.floor((cx + r) / s) + 1) * s
+        kz = np.arange(np.ceil((cz - r) / s), np.floor((cz + r) / s) + 1) * s
+        a = np.concatenate([np.stack([kx, np.full_like(kx, y), np.full_like(kx, cz - r)], 1),
+                            np.stack([np.full_like(kz, cx - r), np.full_like(kz, y), kz], 1)])
+        b = np.concatenate([np.stack([kx, np.full_like(kx, y), np.full_like(kx, cz + r)], 1),
+                            np.stack([np.full_like(kz, cx + r), np.full_like(kz, y), kz], 1)])
+        off = layout.offset[t]
+        out.append(np.concatenate([layout.uv(a) + off, layout.uv(b) + off], axis=1))
+    return out
+
+
+@dataclass
+class StickFigureScene:
+    """Everything a frame draws, in pixels (computed once per clip by :func:`stick_figure_scene`)."""
+
+    size: int
+    joints: np.ndarray  # [T, 22, 2]
+    chain_order: np.ndarray  # [T, 5] far to near
+    grid: list[np.ndarray] | None
+    trail: np.ndarray | None  # [T, T, 2]: frame t draws trail[t, : t + 1]
+    head_radius: float
+    style: StickFigureStyle
+
+
+def stick_figure_scene(joints: np.ndarray, style: StickFigureStyle | None = None) -> StickFigureScene:
+    """Project a motion ``[T, 22, 3]`` for drawing (vectorised over frames)."""
+    style = style or StickFigureStyle()
+    j = _check_joints(joints)
+    layout = _Layout(j, style)
+    t_count = j.shape[0]
+    px = layout.uv(j) + layout.offset[:, None]
+    depth = j @ layout.to_cam  # larger is nearer the camera: draw far chains first
+    chain_depth = np.stack([depth[:, list(c)].mean(1) for c in KINEMATIC_CHAIN], axis=1)
+    trail = None
+    if style.trail:
+        root_floor = np.stack([j[:, 0, 0], np.full(t_count, layout.floor), j[:, 0, 2]], axis=1)
+        trail = layout.uv(root_floor)[None] + layout.offset[:, None]
+    return StickFigureScene(style.size, px, np.argsort(chain_depth, axis=1),
+                            _grid_lines(layout) if style.grid else None, trail,
+                            max(2.0, 0.09 * layout.scale), style)
+
+
+def draw_stick_figure(scene: StickFigureScene) -> np.ndarray:
+    """Rasterise a :class:`StickFigureScene` with PIL: ``uint8 [T, size, size, 3]``."""
+    from PIL import Image, ImageDraw
+
+    style, size = scene.style, scene.size
+    t_count = scene.joints.shape[0]
+    out = np.empty((t_count, size, size, 3), dtype=np.uint8)
+    width = style.line_width
+    r = scene.head_radius
+    joints = scene.joints.tolist()
+    for t in range(t_count):
+        img = Image.new("RGB", (size, size), style.background)
+        draw = ImageDraw.Draw(img)
+        if scene.grid is not None:
+            for seg in scene.grid[t].tolist():
+                draw.line(seg, fill=(215, 215, 215), width=1)
+        if scene.trail is not None and t > 0:
+            draw.line([tuple(p) for p in scene.trail[t, : t + 1].tolist()], fill=(150, 150, 150),
+                      width=max(1, width - 1))
+        pts = joints[t]
+        for ci in scene.chain_order[t]:
+            draw.line([tuple(pts[k]) for k in KINEMATIC_CHAIN[ci]], fill=CHAIN_COLORS[ci], width=width, joint="curve")
+        hx, hy = pts[15]
+        draw.ellipse((hx - r, hy - r, hx + r, hy + r), outline=CHAIN_COLORS[2], width=width)
+        out[t] = np.asarray(img)
+    return out
 
 
 def render_stick_figure(joints: np.ndarray, style: StickFigureStyle | None = None) -> np.ndarray:
     """Draw a motion ``[T, 22, 3]`` as ``uint8 [T, size, size, 3]`` frames (the judge's and a human's view)."""
-    from PIL import Image, ImageDraw
-
-    style = style or StickFigureStyle()
-    j = _check_joints(joints)
-    layout = _Layout(j, style)
-    t_count, size = j.shape[0], style.size
-    joints_px = np.stack([layout.to_px(j[t], t) for t in range(t_count)])  # [T, 22, 2]
-    depth = j @ layout.to_cam  # larger is nearer the camera: draw far chains first
-    chain_depth = np.stack([depth[:, list(c)].mean(1) for c in KINEMATIC_CHAIN], axis=1)
-    order = np.argsort(chain_depth, axis=1)
-    root_floor = np.stack([j[:, 0, 0], np.full(t_count, layout.floor), j[:, 0, 2]], axis=1)
-    out = np.empty((t_count, size, size, 3), dtype=np.uint8)
-    width = style.line_width
-    head_r = max(2.0, 0.09 * layout.scale)
-    for t in range(t_count):
-        img = Image.new("RGB", (size, size), style.background)
-        draw = ImageDraw.Draw(img)
-        if style.grid:
-            for seg in _grid_segments(layout, t):
-                draw.line(seg, fill=(215, 215, 215), width=1)
-        if style.trail and t > 0:
-            trail = layout.to_px(root_floor[: t + 1], t)
-            draw.line([tuple(p) for p in trail.tolist()], fill=(150, 150, 150), width=max(1, width - 1))
-        pts = joints_px[t]
-        for ci in order[t]:
-            chain = KINEMATIC_CHAIN[ci]
-            draw.line([tuple(pts[k]) for k in chain], fill=CHAIN_COLORS[ci], width=width, joint="curve")
-        hx, hy = pts[15]
-        draw.ellipse((hx - head_r, hy - head_r, hx + head_r, hy + head_r), outline=CHAIN_COLORS[2], width=width)
-        out[t] = np.asarray(img)
-    return out
+    return draw_stick_figure(stick_figure_scene(joints, style))
 
 
 def render_motion_mp4(joints: np.ndarray, fps: float = FPS, style: StickFigureStyle | None = None) -> bytes:

@@ -8,6 +8,8 @@ import pickle
 
 import numpy as np
 import pytest
+
+from vidalign.errors import InputError, VidalignError
 from vidalign.eval.dsr_prompts_csv import DSRPrompt, read_prompts_csv, render_prompt, write_prompts_csv
 from vidalign.eval.dsr_score import (
     Track,
@@ -22,8 +24,6 @@ from vidalign.eval.dsr_score import (
     track_from_pickle,
     write_tracks,
 )
-
-from vidalign.errors import InputError, VidalignError
 
 OBJ_BOX = (100.0, 100.0, 140.0, 140.0)  # centre (120, 120), 40×40
 

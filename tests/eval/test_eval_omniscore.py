@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from vidalign.eval.omniscore import DIMENSIONS, OmniScoreConfig, omniscore, read_vbench, score_folder
 
 from vidalign.errors import ConfigError, InputError
+from vidalign.eval.omniscore import DIMENSIONS, OmniScoreConfig, omniscore, read_vbench, score_folder
 
 # video a: every dimension at the middle of its range (after pre-scaling); b: at the minimum, semantic at max
 RAW = {

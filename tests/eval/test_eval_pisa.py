@@ -9,6 +9,8 @@ import tarfile
 
 import numpy as np
 import pytest
+
+from vidalign.errors import InputError
 from vidalign.eval.pisa import (
     align_frames,
     chamfer_distance,
@@ -20,8 +22,6 @@ from vidalign.eval.pisa import (
     read_clips,
     video_metrics,
 )
-
-from vidalign.errors import InputError
 
 H = 32
 

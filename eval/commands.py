@@ -1,0 +1,277 @@
+"""Evaluation commands: ``eval pisa``, ``eval dsr``, ``eval omniscore``, ``segment`` and ``track``.
+
+Scores are pure functions in :mod:`~vidalign.eval.pisa`, :mod:`~vidalign.eval.dsr_score` and
+:mod:`~vidalign.eval.omniscore`; these handlers only read inputs, call them, print a table like the
+papers' and write the JSON results (NaN written as ``null`` so every JSON reader can load it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from vidalign.errors import InputError, VidalignError
+
+THRESHOLDS_HELP = "Acc@τ is always reported for τ = 0.0 … 0.9"
+
+
+def register(sub, groups) -> None:
+    ev = groups["eval"]
+    p = ev.add_parser("pisa", help="PisaBench L2 / Chamfer / IoU of the dropping object's masks",
+                      description="Compare predicted masks with PisaBench ground truth (SPEC §3).")
+    p.add_argument("--gt", required=True, help="PisaBench folder (clip folders) or vidalign dataset with mask.npz")
+    p.add_argument("--pred", required=True, help="masks of the generated videos (as written by `vidalign segment`)")
+    p.add_argument("--gt-fps", type=float, default=16.0, help="frame rate of the GT clips (real PisaBench: 120)")
+    p.add_argument("--pd-fps", type=float, default=16.0, help="frame rate of the generated videos")
+    p.add_argument("--out", type=Path, default=None, help="results JSON")
+    p.set_defaults(func=cmd_pisa)
+
+    p = ev.add_parser("dsr", help="DSR-Score and Acc@τ of detection tracks (SpatialAlign)",
+                      description="Score detection tracks against the prompt CSV (SPEC §1).")
+    p.add_argument("--tracks", required=True, type=Path,
+                   help="tracks JSONL (vidalign track); with --allow-pickle also the authors' .pkl files or a folder")
+    p.add_argument("--prompts", required=True, type=Path, help="prompt CSV (eval30.csv / eval120.csv schema)")
+    p.add_argument("--threshold", type=float, default=0.5, help=f"headline τ for the summary line; {THRESHOLDS_HELP}")
+    p.add_argument("--min-frames", type=int, default=20, help="fewer kept frames make a video invalid")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="read the authors' track pickles (restricted to numpy arrays and builtins; trusted files only)")
+    p.add_argument("--out", type=Path, default=None, help="results JSON")
+    p.set_defaults(func=cmd_dsr)
+
+    p = ev.add_parser("omniscore", help="VideoDPO's OmniScore from VBench per-dimension results",
+                      description="Quality, Semantic and OmniScore per video (SPEC §2).")
+    p.add_argument("--vbench", required=True, type=Path, help="folder with the seven {dim}_eval_results.json")
+    p.add_argument("--num-frames", type=int, default=16,
+                   help="frames subject_consistency was summed over (the authors hard-code 16)")
+    p.add_argument("--out", type=Path, default=None, help="results JSON")
+    p.set_defaults(func=cmd_omniscore)
+
+    p = sub.add_parser("segment", help="SAM 2 masks of videos, seeded on frame 0 from PisaBench ground truth",
+                       description="Segment generated videos for PisaBench: seed SAM 2 on frame 0 with the GT "
+                                   "masks (simulated clips) or GT points (real clips) and propagate.")
+    p.add_argument("videos", help="video file, folder of videos/clip folders, or vidalign dataset with mp4 members")
+    p.add_argument("--seed-from", required=True, help="PisaBench GT folder (or dataset with mask.npz) to seed from")
+    p.add_argument("--out", required=True, type=Path, help="output folder: <clip>/mask.npz + clip_info.json")
+    _model_args(p)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("track", help="Grounding DINO + SAM 2 detection tracks for DSR-Score",
+                       description="Detect the prompt's animal and object per frame, apply the frame rules, "
+                                   "track with SAM 2 and write tracks JSONL (SPEC §1).")
+    p.add_argument("videos", help="video file, folder of videos, or vidalign dataset (DSR groups: c0.mp4 ...)")
+    p.add_argument("--prompts", required=True, type=Path, help="prompt CSV the videos were generated from")
+    p.add_argument("--out", required=True, type=Path, help="tracks JSONL")
+    p.add_argument("--detector", default="IDEA-Research/grounding-dino-tiny", help="Grounding DINO Hub id or folder")
+    p.add_argument("--box-threshold", type=float, default=0.4)
+    p.add_argument("--text-threshold", type=float, default=0.3)
+    _model_args(p)
+    p.set_defaults(func=cmd_track)
+
+
+def _model_args(p) -> None:
+    p.add_argument("--model", default="facebook/sam2.1-hiera-large", help="SAM 2 Hub id or local folder")
+    p.add_argument("--segmenter", default="sam2-transformers", help="sam2-transformers (default) or sam2")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    p.add_argument("--batch-size", type=int, default=16, help="frames prepared per batch")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _clean(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(path: Path | None, data: dict) -> None:
+    """Results JSON with NaN as null; nothing when ``path`` is None."""
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_clean(data), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _fmt(v: float | None, width: int = 8) -> str:
+    return f"{'n/a':>{width}}" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:>{width}.3f}"
+
+
+# ------------------------------------------------------------------------------------------------ eval pisa
+def cmd_pisa(args) -> int:
+    from vidalign.eval.pisa import evaluate, read_clips
+
+    gt = read_clips(args.gt)
+    pred = read_clips(args.pred, require_info=False)
+    result = evaluate(gt, pred, args.gt_fps, args.pd_fps, str(args.gt), str(args.pred), progress=sys.stderr.isatty())
+    m = result["mean"]
+    print(f"{'PisaBench':<24}{'L2↓':>8}{'CD↓':>8}{'IoU↑':>8}")
+    label = f"mean ({len(result['videos'])} videos)"
+    print(f"{label:<24}{_fmt(m['l2'])}{_fmt(m['chamfer'])}{_fmt(m['iou'])}")
+    write_json(args.out, result)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ eval dsr
+def _load_tracks(path: Path, allow_pickle: bool, prompt_ids: list[str]):
+    from vidalign.eval.dsr_score import read_tracks, track_from_pickle
+
+    pickles = sorted(path.rglob("*.pkl")) if path.is_dir() else ([path] if path.suffix == ".pkl" else [])
+    if not pickles:
+        if path.is_dir():
+            raise InputError(path, None, "folder holds no .pkl track files", "pass a tracks JSONL file")
+        return read_tracks(path)
+    if not allow_pickle:
+        raise VidalignError(f"{path}: reading pickles needs --allow-pickle (only for files you trust); "
+                            "or convert them to tracks JSONL")
+    tracks = []
+    for p in pickles:
+        pid = match_prompt_id(p.relative_to(path).as_posix() if path.is_dir() else p.name, prompt_ids)
+        if pid is None:
+            raise InputError(p, "prompt_id", "no prompt_id of the CSV matches the file or folder name",
+                             "name track files <prompt_id>_<seed>.pkl or put them in <prompt_id>/ folders")
+        tracks.append(track_from_pickle(p, p.relative_to(path).as_posix() if path.is_dir() else p.name, pid,
+                                        allow_pickle=True))
+    return tracks
+
+
+def match_prompt_id(name: str, prompt_ids: list[str]) -> str | None:
+    """The prompt a video belongs to, from its relative path: a folder named by the prompt_id, else the
+    longest prompt_id that starts the file name (``1043_TL_seed3.mp4`` → ``1043_TL``)."""
+    parts = name.split("/")
+    ids = set(prompt_ids)
+    for folder in parts[:-1]:
+        if folder in ids:
+            return folder
+    stem = parts[-1].split(".")[0]
+    # a prompt_id followed by the end of the name or a separator (so "10_LR" does not match "100_LR_s0")
+    hits = [pid for pid in prompt_ids if stem == pid or (stem.startswith(pid) and not stem[len(pid)].isalnum())]
+    return max(hits, key=len) if hits else None
+
+
+def cmd_dsr(args) -> int:
+    from vidalign.eval.dsr_prompts_csv import prompts_by_id, read_prompts_csv
+    from vidalign.eval.dsr_score import THRESHOLDS, acc_at, score_tracks
+
+    if args.min_frames < 3:
+        raise VidalignError(f"--min-frames={args.min_frames} is too small; the score uses the first and last 3 frames")
+    prompts = prompts_by_id(read_prompts_csv(args.prompts))
+    tracks = _load_tracks(args.tracks, args.allow_pickle, list(prompts))
+    scores = score_tracks(tracks, prompts, str(args.tracks), args.min_frames)
+    result = {"acc": acc_at(scores),
+              "videos": [{"video": t.video, "prompt_id": t.prompt_id, "dsr": s} for t, s in zip(tracks, scores)]}
+    print(f"{'DSR Acc@τ':<12}" + "".join(f"{t:>6.1f}" for t in THRESHOLDS) + f"{'videos':>8}")
+    print(f"{'all':<12}" + "".join(f"{v:>6.3f}" for v in result["acc"].values()) + f"{len(scores):>8}")
+    for typ in sorted({prompts[t.prompt_id].type for t in tracks}):
+        sub = [s for t, s in zip(tracks, scores) if prompts[t.prompt_id].type == typ]
+        print(f"{typ:<12}" + "".join(f"{v:>6.3f}" for v in acc_at(sub).values()) + f"{len(sub):>8}")
+    invalid = sum(s is None for s in scores)
+    headline = sum(1 for s in scores if s is not None and s >= args.threshold) / len(scores)
+    print(f"Acc@{args.threshold:g} = {headline:.3f} over {len(scores)} videos ({invalid} invalid)")
+    write_json(args.out, result)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ eval omniscore
+def cmd_omniscore(args) -> int:
+    from vidalign.eval.omniscore import OmniScoreConfig, score_folder
+
+    result = score_folder(args.vbench, OmniScoreConfig(num_frames=args.num_frames))
+    m = result["mean"]
+    print(f"{'OmniScore':<24}{'Quality':>9}{'Semantic':>9}{'Omni':>9}")
+    label = f"mean ({len(result['videos'])} videos)"
+    print(f"{label:<24}{_fmt(m['quality'], 9)}{_fmt(m['semantic'], 9)}{_fmt(m['omniscore'], 9)}")
+    write_json(args.out, result)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ segment / track
+def _segmenter(args):
+    from vidalign.eval.segment import SegmenterConfig, build_segmenter, parse_backend
+
+    if args.batch_size < 1:
+        raise VidalignError(f"--batch-size={args.batch_size} must be a positive number of frames")
+    config = SegmenterConfig(backend=parse_backend(args.segmenter), model=args.model, device=args.device,
+                             dtype=args.dtype, batch_size=args.batch_size)
+    return build_segmenter(config)
+
+
+def cmd_segment(args) -> int:
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from vidalign.eval.pisa import read_clips
+    from vidalign.eval.segment import seed_from_clip
+    from vidalign.eval.video_inputs import list_videos, resize_frames
+
+    gt = {c.name: c for c in read_clips(args.seed_from)}
+    videos = list_videos(args.videos)
+    unknown = [v.name for v in videos if v.clip not in gt]
+    if unknown:
+        raise InputError(args.videos, None, f"{len(unknown)} video(s) match no GT clip in {args.seed_from} "
+                         f"(first: {unknown[0]!r})", "name each video after its benchmark clip (file stem or folder)")
+    clips = [v.clip for v in videos]
+    dupes = sorted({c for c in clips if clips.count(c) > 1})
+    if dupes:
+        raise InputError(args.videos, None, f"several videos for clip {dupes[0]!r}", "keep one video per clip")
+    segmenter = _segmenter(args)
+    for item in tqdm(videos, desc="segment", unit="video", disable=not sys.stderr.isatty()):
+        clip = gt[item.clip]
+        frames, _ = item.load()
+        h, w = clip.mask.shape[2:]
+        frames = resize_frames(frames, h, w)  # PisaBench scores masks at the GT resolution
+        seed = seed_from_clip(clip.mask, clip.info.get("points"))
+        masks = segmenter.segment(frames, seed)
+        out = args.out / item.clip
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out / "mask.npz", mask=masks)
+        info = {k: v for k, v in clip.info.items() if k in ("prompt", "points")}
+        info.update({"video": item.name, "segmenter": args.segmenter, "model": args.model,
+                     "seed": "points" if seed.points is not None else "masks"})
+        (out / "clip_info.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    print(f"segmented {len(videos)} video(s) with {args.model} → {args.out}")
+    return 0
+
+
+def cmd_track(args) -> int:
+    from tqdm.auto import tqdm
+
+    from vidalign.eval.detect import DetectionRules, GroundingDinoDetector, track_video
+    from vidalign.eval.dsr_prompts_csv import prompts_by_id, read_prompts_csv
+    from vidalign.eval.dsr_score import write_tracks
+    from vidalign.eval.video_inputs import list_videos
+
+    prompts = prompts_by_id(read_prompts_csv(args.prompts))
+    videos = list_videos(args.videos)
+    jobs = []
+    for v in videos:
+        pid = v.meta.get("prompt_id") if isinstance(v.meta.get("prompt_id"), str) else None
+        pid = pid or match_prompt_id(v.name, list(prompts))
+        if pid is None or pid not in prompts:
+            raise InputError(v.name, "prompt_id", f"matches no prompt of {args.prompts} (got {pid!r})",
+                             "name videos <prompt_id>_<seed>.mp4, put them in <prompt_id>/ folders, "
+                             "or pass the dataset whose json has prompt_id")
+        jobs.append((v, prompts[pid]))
+    rules = DetectionRules(box_threshold=args.box_threshold, text_threshold=args.text_threshold)
+    detector = GroundingDinoDetector(args.detector, rules, device=args.device,
+                                     dtype="float32" if args.dtype == "auto" else args.dtype)
+    segmenter = _segmenter(args)
+    tracks = []
+    for v, prompt in tqdm(jobs, desc="track", unit="video", disable=not sys.stderr.isatty()):
+        frames, _ = v.load()
+        tracks.append(track_video(frames, prompt.animal, prompt.object, detector, segmenter, v.name, prompt.prompt_id))
+    write_tracks(args.out, tracks)
+    rejected = sum(1 for t in tracks if not t.frames)
+    print(f"tracked {len(tracks)} video(s), {rejected} rejected by the frame rules → {args.out}")
+    return 0
