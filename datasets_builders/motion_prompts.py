@@ -35,8 +35,11 @@ COUNTABLE: tuple[tuple[str, str], ...] = (
     ("kicks with the right leg", "kick"), ("kicks with the left leg", "kick"), ("waves the left hand", "wave"),
     ("waves the right hand", "wave"), ("punches forward", "punch"), ("hops on the left foot", "hop"),
     ("spins around", "spin"), ("bows", "bow"), ("steps forward", "step"), ("raises both arms", "raise"),
+    ("stomps the right foot", "stomp"), ("turns to the left", "turn"),
+    ("does a jumping jack", "jumping jack"),
 )
 COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+SUBJECTS = ("A person", "A man", "A woman", "Someone")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class PromptConfig:
     max_actions: int = 3
     min_count: int = 2
     max_count: int = 4
-    max_counted: int = 1  # frequency prompts with more than one counted action join them with "then"
+    max_counted: int = 2  # frequency prompts with more than one counted action join them with "then"
 
     def __post_init__(self):
         require(2 <= self.min_actions <= self.max_actions <= 5, "PromptConfig", "max_actions",
@@ -94,25 +97,26 @@ def make_prompt(sub_task: str, seed: int, index: int, config: PromptConfig | Non
     require(sub_task in SUB_TASKS, "make_prompt", "sub_task", sub_task, f"use one of {', '.join(SUB_TASKS)}")
     cfg = config or PromptConfig()
     rng = random.Random(f"vidalign-motion-prompt:{seed}:{sub_task}:{index}")
+    who = rng.choice(SUBJECTS)
     if sub_task == "frequency":
         n = rng.randint(1, cfg.max_counted)
         actions = _pick(rng, COUNTABLE, n)
         counts = [rng.randint(cfg.min_count, cfg.max_count) for _ in actions]
         parts = [f"{a} {COUNT_WORDS[c]} times" for a, c in zip(actions, counts)]
-        text = "A person " + ", then ".join(parts) + "."
+        text = f"{who} " + ", then ".join(parts) + "."
         return MotionPrompt(text, sub_task, tuple(actions), tuple(counts), seed, index)
     k = rng.randint(cfg.min_actions, cfg.max_actions)
     actions = _pick(rng, ACTIONS, k)
     if sub_task == "integrity":
-        text = f"A person {_join_and(actions)}."
+        text = f"{who} {_join_and(actions)}."
     else:
         style = rng.randrange(3)
         if style == 0 or (len(actions) == 2 and style == 2):
-            text = "A person " + ", then ".join(actions) + "."
+            text = f"{who} " + ", then ".join(actions) + "."
         elif style == 1:
-            text = f"A person first {actions[0]}, then " + ", then ".join(actions[1:]) + "."
+            text = f"{who} first {actions[0]}, then " + ", then ".join(actions[1:]) + "."
         else:
-            text = f"A person first {actions[0]}, then " + ", then ".join(actions[1:-1]) + \
+            text = f"{who} first {actions[0]}, then " + ", then ".join(actions[1:-1]) + \
                 f", and finally {actions[-1]}."
     return MotionPrompt(text, sub_task, tuple(actions), (), seed, index)
 

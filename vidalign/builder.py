@@ -54,6 +54,8 @@ KNOWN_BUILDERS = {
     "vidprom-prompts": "vidalign.datasets_builders.vidprom",
     "vidprom-pairs": "vidalign.datasets_builders.vidprom",
     "motionprefer": "vidalign.datasets_builders.motionprefer",
+    "motionprefer-atom": "vidalign.datasets_builders.motionprefer",
+    "videodpo-import": "vidalign.datasets_builders.videodpo",
 }
 _REGISTRY: dict[str, type[Builder]] = {}
 

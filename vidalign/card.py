@@ -26,7 +26,10 @@ def card_yaml(manifest: dict, builders: dict) -> dict:
             continue
         configs.append({"config_name": config,
                         "data_files": [{"split": s, "path": split_glob(config, s)} for s in sorted(entry["splits"])]})
-        infos.append({"config_name": config, "features": feats.features_yaml(config_schema(entry))})
+        counts = {s: sum(r["samples"] for p, r in entry["shards"].items() if Path(p).name.startswith(s + "-"))
+                  for s in sorted(entry["splits"])}
+        infos.append({"config_name": config, "features": feats.features_yaml(config_schema(entry)),
+                      "splits": [{"name": s, "num_examples": n} for s, n in counts.items()]})
         b = builders.get(entry["builder"])
         if b is not None:
             licenses.add(b.license)

@@ -178,7 +178,10 @@ def load(folder: str | os.PathLike, config: str | None = None, split: str | None
     folder = Path(folder)
     if not (folder / MANIFEST_NAME).exists() and not (folder / "README.md").exists():
         raise VidalignError(f"{folder}: not a dataset folder (no manifest.json or README.md)")
-    ds = datasets.load_dataset(str(folder), config, split=split, streaming=streaming)
+    # datasets keys its cache of a local folder on the card's YAML, not on the path or the shard contents, so
+    # two builds with the same card would share (stale) Arrow files: key ours on path + shard checksums
+    kw = {} if streaming else {"cache_dir": _cache_dir(folder)}
+    ds = datasets.load_dataset(str(folder), config, split=split, streaming=streaming, **kw)
     if video_decode is None:
         video_decode = torchcodec_available()
     if not video_decode:
@@ -214,6 +217,21 @@ def restore_dtypes(example: dict, features) -> dict:
         return value
 
     return {k: cast(v, features[k]) if features is not None and k in features else v for k, v in example.items()}
+
+
+def _cache_dir(folder: Path) -> str:
+    import hashlib
+    import json
+
+    from datasets import config as ds_config
+
+    try:
+        m = json.loads((folder / MANIFEST_NAME).read_text())
+        shas = sorted(r["sha256"] for e in m["configs"].values() for r in e["shards"].values())
+    except (OSError, ValueError, KeyError):
+        shas = sorted(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in folder.rglob("*.tar"))
+    digest = hashlib.sha256(json.dumps([str(folder.resolve()), shas]).encode()).hexdigest()[:20]
+    return str(Path(ds_config.HF_DATASETS_CACHE) / "vidalign" / digest)
 
 
 def _undecode_videos(ds):

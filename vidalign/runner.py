@@ -37,7 +37,7 @@ def build_job(name: str, args: dict, builder_opts: dict, job: ShardJob, out: str
                 writer.write(item.key, item.members)
             else:
                 raise VidalignError(f"builder {name!r} yielded {type(item).__name__}; yield Sample or Rejected")
-    rec = writer.close(rejected=rejected, seed=job.seed, start=job.start, stop=job.stop)
+        rec = writer.close(rejected=rejected, seed=job.seed, start=job.start, stop=job.stop)
     return {"config": job.config, "record": rec.to_dict()}
 
 
@@ -84,10 +84,10 @@ def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = N
                 f"{out}: config {config!r} was built with different {what} "
                 f"(builder {entry['builder']!r}); use --overwrite to replace it or another --out"
             )
-        if entry is not None and same and not opts.resume and not sliced and entry["shards"]:
+        if entry is not None and same and not (opts.resume or opts.overwrite or sliced) and entry["shards"]:
             raise VidalignError(f"{out}: config {config!r} is already built here; pass --resume to finish or "
                                 "check it, or --overwrite to rebuild")
-        if entry is None or not same:
+        if entry is None or not same or opts.overwrite:
             if entry is not None and opts.overwrite:
                 shutil.rmtree(out / DATA_DIR / config, ignore_errors=True)
             manifest["configs"][config] = {

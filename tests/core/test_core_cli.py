@@ -35,6 +35,8 @@ def test_rebuild_without_resume_is_refused(tiny_ds, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["build", "synthetic", "--out", str(tiny_ds), "--num-samples", "9", "--no-progress"]) == 2
     assert "different" in capsys.readouterr().err
+    assert main(["build", "synthetic", "--out", str(tiny_ds), "--num-samples", "7", "--samples-per-shard", "3",
+                 "--video", "--no-progress", "--overwrite"]) == 0
 
 
 def test_info_lists_fields(tiny_ds, capsys):

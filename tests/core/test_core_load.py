@@ -46,3 +46,10 @@ def test_video_member_decodes(tiny_ds):
     ds = load(tiny_ds, "default", split="train", video_decode=False)
     v = ds[0]["mp4"]
     assert isinstance(v, dict) and v["bytes"] == s["mp4"]
+
+
+def test_same_named_folders_do_not_share_a_cache(tmp_path, synth):
+    synth(tmp_path / "a" / "ds", n=3, per=3)
+    synth(tmp_path / "b" / "ds", n=5, per=3)
+    assert len(load(tmp_path / "a" / "ds", "default", split="train")) == 3
+    assert len(load(tmp_path / "b" / "ds", "default", split="train")) == 5

@@ -64,3 +64,39 @@ def test_count_mismatch_detected(tiny_ds):
     rec["samples"] += 1
     (tiny_ds / "manifest.json").write_text(json.dumps(m))
     assert any("samples" in p for p in mf.verify(tiny_ds))
+
+
+def test_rejected_inputs_reach_the_manifest(tmp_path):
+    from dataclasses import dataclass
+
+    from vidalign.builder import Builder, BuildOptions, Sample, register_builder
+    from vidalign.errors import InputError
+    from vidalign.runner import run_build
+
+    @register_builder
+    class _Flaky(Builder):
+        name = "_flaky-test"
+
+        @dataclass
+        class Args:
+            n: int = 6
+
+        def plan(self):
+            return self.split_range("default", "train", self.args.n)
+
+        def build_shard(self, job):
+            for i in job.indices():
+                if i % 3 == 1:
+                    yield self.reject(InputError(f"input-{i}.mp4", "mp4", "does not decode", "re-encode it"))
+                else:
+                    yield Sample(self.key(i), {"json": {"i": i}})
+
+    m = run_build("_flaky-test", {}, BuildOptions(out=tmp_path / "ds", samples_per_shard=3, on_error="skip",
+                                                  progress=False))
+    entry = m["configs"]["default"]
+    assert [r["input"] for r in entry["rejected"]] == ["input-1.mp4", "input-4.mp4"]
+    assert "does not decode" in entry["rejected"][0]["reason"] and entry["rejected"][0]["shard"].endswith(".tar")
+    assert sum(r["samples"] for r in entry["shards"].values()) == 4
+    assert "2 inputs were rejected" in (tmp_path / "ds" / "README.md").read_text()
+    with pytest.raises(InputError, match="input-1.mp4"):
+        run_build("_flaky-test", {}, BuildOptions(out=tmp_path / "ds2", samples_per_shard=3, progress=False))
