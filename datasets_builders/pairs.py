@@ -13,19 +13,29 @@ a prompt's candidate list; a score of ``None`` means "not scored / invalid" (DSR
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import itertools
+import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from vidalign.errors import ConfigError, VidalignError, require
+from vidalign.errors import ConfigError, InputError, VidalignError, require
 
 WINNER, LOSER, INVALID = "winner", "loser", "invalid"
+VIDEODPO_CITATION = """@article{liu2024videodpo,
+  title={VideoDPO: Omni-Preference Alignment for Video Diffusion Generation},
+  author={Liu, Runtao and Wu, Haoyu and Ziqiang, Zheng and Wei, Chen and He, Yingqing and Pi, Renjie and Chen, Qifeng},
+  journal={arXiv preprint arXiv:2412.14167},
+  year={2024}
+}"""
 DSR_STRATEGIES = ("all", "random")
 RANK_STRATEGIES = ("best-worst", "ranks", "all-ranks")
 WEIGHT_FORMULAS = ("paper", "code", "none")
@@ -268,3 +278,292 @@ def pair_weights(pairs: Sequence[ScoredPair], all_scores: Iterable[float], confi
         return [code_weight(p.s_w, p.s_l, config.alpha, config.code_constant) for p in pairs]
     hist = ScoreHistogram.of(all_scores, config.bin_width)
     return [paper_weight(p.s_w, p.s_l, hist, config.alpha, config.beta) for p in pairs]
+
+
+# ------------------------------------------------------------------------------------------ candidate shards
+@dataclass(frozen=True)
+class Candidate:
+    """One generated video of a prompt, located inside a candidate shard (read lazily by byte range)."""
+
+    shard: str
+    key: str
+    prompt_id: str
+    index: int
+    seed: int | None
+    prompt: str
+    meta: dict
+    offset: int
+    size: int
+
+    @property
+    def source(self) -> str:
+        return f"{self.shard}:{self.key}"
+
+    def aliases(self) -> list[str]:
+        """Names a tracks file or a VBench result may use for this video (see :class:`CandidateIndex`)."""
+        pid, i = self.prompt_id, self.index
+        return [self.key, f"{pid}/{i}", f"{pid}-{i}", f"{pid}_{i}", f"{self.prompt}-{i}"]
+
+
+def _scan_shard(path: str) -> Iterator[tuple[str, dict[str, tuple[int, int]], bytes | None]]:
+    """(key, {member: (offset, size)}, json bytes) per sample, reading tar headers and json members only."""
+    import tarfile
+
+    from vidalign.format import safe_member_path, split_member
+
+    current_key, members, js = None, {}, None
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                key, member = split_member(safe_member_path(info.name, path))
+                if key != current_key and current_key is not None:
+                    yield current_key, members, js
+                    members, js = {}, None
+                current_key = key
+                members[member] = (info.offset_data, info.size)
+                if member == "json":
+                    js = tar.extractfile(info).read()
+    except (tarfile.TarError, OSError) as exc:
+        raise InputError(path, None, f"candidate shard is unreadable ({type(exc).__name__}: {exc})",
+                         "regenerate it with vidalign generate") from None
+    if current_key is not None:
+        yield current_key, members, js
+
+
+def candidate_shards(source: str | Path, config: str | None = None, split: str = "train") -> list[str]:
+    """Shard paths of a candidate dataset folder (config/split), a glob, or one ``.tar``."""
+    from vidalign.data import shard_paths
+
+    return shard_paths(str(source), config, split)
+
+
+def _parse_candidate(shard: str, key: str, members: dict, js: bytes | None) -> Candidate:
+    src = f"{shard}:{key}"
+    if js is None:
+        raise InputError(src, "json", "sample has no json member", "generate candidates with vidalign generate")
+    if "mp4" not in members:
+        raise InputError(src, "mp4", f"sample has no mp4 member (members: {sorted(members)})",
+                         "point at the candidate shards (members mp4 + json)")
+    try:
+        meta = json.loads(js)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(src, "json", f"not valid JSON ({exc})", "regenerate the candidate") from None
+    if not isinstance(meta, dict):
+        raise InputError(src, "json", f"expected an object, got {type(meta).__name__}", "regenerate the candidate")
+    for fld in ("prompt_id", "prompt"):
+        if not isinstance(meta.get(fld), str) or not meta[fld].strip():
+            raise InputError(src, f"json.{fld}", f"missing or empty ({meta.get(fld)!r})",
+                             "candidate json needs prompt, prompt_id, candidate and seed")
+    cand, seed = meta.get("candidate"), meta.get("seed")
+    if isinstance(cand, bool) or not isinstance(cand, int) or cand < 0:
+        raise InputError(src, "json.candidate", f"{cand!r} is not a candidate index", "give an integer >= 0")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InputError(src, "json.seed", f"{seed!r} is not an integer seed", "record the integer seed")
+    offset, size = members["mp4"]
+    return Candidate(shard, key, meta["prompt_id"], cand, seed, meta["prompt"], meta, offset, size)
+
+
+@dataclass
+class CandidateIndex:
+    """Every candidate of a set of shards, grouped by prompt, with a name → candidate map for tracks/VBench.
+
+    A video is named by its sample key (``s0-00000012``), ``{prompt_id}/{i}``, ``{prompt_id}-{i}``,
+    ``{prompt_id}_{i}`` or ``{prompt}-{i}`` (VBench's file naming); a path is matched by its file stem.
+    """
+
+    by_prompt: dict[str, list[Candidate]]
+    rejected: list[dict]
+    names: dict[str, Candidate | None] = field(default_factory=dict)
+
+    @classmethod
+    def scan(cls, shards: Sequence[str], on_error: str = "raise") -> CandidateIndex:
+        by_prompt: dict[str, list[Candidate]] = {}
+        prompts: dict[str, str] = {}
+        seen: dict[tuple[str, int], str] = {}
+        rejected: list[dict] = []
+        for shard in shards:
+            for key, members, js in _scan_shard(shard):
+                try:
+                    c = _parse_candidate(shard, key, members, js)
+                    if (c.prompt_id, c.index) in seen:
+                        raise InputError(c.source, "json.candidate", f"candidate {c.index} of prompt {c.prompt_id!r} "
+                                         f"repeats {seen[(c.prompt_id, c.index)]}", "remove the duplicate shard")
+                    if prompts.setdefault(c.prompt_id, c.prompt) != c.prompt:
+                        raise InputError(c.source, "json.prompt_id", f"prompt id {c.prompt_id!r} names two "
+                                         "different prompts", "give every prompt its own prompt_id")
+                except InputError as exc:
+                    if on_error != "skip":
+                        raise
+                    rejected.append({"input": exc.source, "reason": exc.reason})
+                    continue
+                seen[(c.prompt_id, c.index)] = c.source
+                by_prompt.setdefault(c.prompt_id, []).append(c)
+        for cands in by_prompt.values():
+            cands.sort(key=lambda c: c.index)
+        index = cls(dict(sorted(by_prompt.items())), rejected)
+        for cands in index.by_prompt.values():
+            for c in cands:
+                for name in dict.fromkeys(c.aliases()):
+                    index.names[name] = c if index.names.get(name, c) is c else None  # None: ambiguous
+        return index
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.by_prompt.values())
+
+    def lookup(self, name: str) -> Candidate | None:
+        """The candidate a tracks/VBench name refers to; ``None`` if unknown or ambiguous."""
+        p = PurePosixPath(str(name).replace("\\", "/"))
+        stem = p.name[:-4] if p.name.lower().endswith(".mp4") else p.name
+        tries = [str(name), stem]
+        if len(p.parts) >= 2:
+            tries.append(f"{p.parent.name}/{stem}")
+        for t in tries:
+            c = self.names.get(t)
+            if c is not None:
+                return c
+        return None
+
+
+VIDEO_CHECKS = ("header", "decode", "none")
+_CONTAINERS = (b"moov", b"trak", b"mdia", b"minf", b"moof", b"traf")
+
+
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of the ISO-BMFF boxes in ``data[start:end]``; raises on a bad size."""
+    pos = start
+    while pos < end:
+        if end - pos < 8:
+            raise ValueError(f"{end - pos} stray bytes at offset {pos}")
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        kind = bytes(data[pos + 4:pos + 8])
+        head = 8
+        if size == 1:
+            if end - pos < 16:
+                raise ValueError(f"truncated large box at offset {pos}")
+            size, head = int.from_bytes(data[pos + 8:pos + 16], "big"), 16
+        elif size == 0:
+            size = end - pos
+        if size < head or pos + size > end or not all(32 <= c < 127 for c in kind):
+            raise ValueError(f"box {kind!r} at offset {pos} has size {size} beyond the file ({end} bytes)")
+        yield kind, pos + head, pos + size
+        pos += size
+
+
+def check_mp4_header(data: bytes, source: str) -> None:
+    """Refuse bytes that are not a complete MP4 with a video track: box sizes consistent, ``moov`` with a ``vide``
+    handler and a non-empty ``mdat``. Costs microseconds, so every pair can be checked at IO speed."""
+    try:
+        top = {kind: (a, b) for kind, a, b in _boxes(data, 0, len(data))}
+        if b"moov" not in top or b"mdat" not in top or top[b"mdat"][1] <= top[b"mdat"][0]:
+            raise ValueError(f"top-level boxes {sorted(k.decode() for k in top)} lack moov or a non-empty mdat")
+        handlers = []
+        stack = [top[b"moov"]]
+        while stack:
+            a, b = stack.pop()
+            for kind, ca, cb in _boxes(data, a, b):
+                if kind in _CONTAINERS:
+                    stack.append((ca, cb))
+                elif kind == b"hdlr" and cb - ca >= 12:
+                    handlers.append(bytes(data[ca + 8:ca + 12]))
+        if b"vide" not in handlers:
+            raise ValueError(f"no video track (handlers {handlers})")
+    except ValueError as exc:
+        raise InputError(source, "mp4", f"not a valid MP4 video ({exc})",
+                         "regenerate it, or skip it with --on-error skip") from None
+
+
+def probe_mp4(data: bytes, source: str) -> None:
+    """Refuse a video that does not open or whose first frame does not decode (thorough, ~10 ms a clip)."""
+    import av
+
+    check_mp4_header(data, source)
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.video[0]
+            next(iter(container.decode(stream)))
+    except (av.FFmpegError, IndexError, StopIteration, ValueError) as exc:
+        raise InputError(source, "mp4", f"video does not decode ({type(exc).__name__}: {exc})",
+                         "regenerate it, or skip it with --on-error skip") from None
+
+
+def check_video(data: bytes, source: str, mode: str = "header") -> None:
+    """``header``: container structure (default, IO speed); ``decode``: also decode the first frame; ``none``."""
+    if mode == "header":
+        check_mp4_header(data, source)
+    elif mode == "decode":
+        probe_mp4(data, source)
+    elif mode != "none":
+        raise ConfigError(f"check_videos={mode!r} is invalid: use one of {', '.join(VIDEO_CHECKS)}")
+
+
+# ------------------------------------------------------------------------------------------ shard jobs
+def video_ref(c: Candidate) -> dict:
+    """A picklable pointer to a candidate's mp4 bytes, carried by a :class:`~vidalign.builder.ShardJob`."""
+    return {"shard": c.shard, "offset": c.offset, "size": c.size, "source": c.source}
+
+
+def read_ref(ref: dict, check: str = "header") -> bytes:
+    """The mp4 bytes a :func:`video_ref` points at, checked with :func:`check_video` (``check`` mode)."""
+    with open(ref["shard"], "rb") as f:
+        f.seek(ref["offset"])
+        data = f.read(ref["size"])
+    if len(data) != ref["size"]:
+        raise InputError(ref["source"], "mp4", f"shard ends after {len(data)} of {ref['size']} bytes",
+                         "the candidate shard was truncated; regenerate it")
+    check_video(data, ref["source"], check)
+    return data
+
+
+def plan_items(builder, config: str, split: str, items: list[dict], rejected: Sequence[dict] = (),
+               check_videos: str = "header") -> list:
+    """Shard jobs writing ``items`` (``{"videos": {member: ref}, "json": {...}}``) in order, keys 0..n-1.
+
+    Each job carries only its own items; ``rejected`` (inputs refused while planning) ride on the first job so
+    that they are listed once in the manifest.
+    """
+    jobs = builder.split_range(config, split, len(items))
+    out = []
+    for j in jobs:
+        params = {"items": items[j.start:j.stop], "check_videos": check_videos}
+        if j.index == 0 and rejected:
+            params["rejected"] = list(rejected)
+        out.append(dataclasses.replace(j, params=params))
+    return out
+
+
+def materialise(builder, job) -> Iterator:
+    """Samples of a job made by :func:`plan_items`: read each video's bytes, attach the json."""
+    from vidalign.builder import Rejected, Sample
+
+    for r in job.params.get("rejected", ()):
+        yield Rejected(input=r["input"], reason=r["reason"])
+    check = job.params.get("check_videos", "header")
+    for offset, item in enumerate(job.params["items"]):
+        try:
+            members: dict = {name: read_ref(ref, check) for name, ref in item["videos"].items()}
+        except InputError as exc:
+            yield builder.reject(exc)
+            continue
+        members["json"] = item["json"]
+        yield Sample(builder.key(job.start + offset), members)
+
+
+def cached_state(builder, compute, for_card: bool = False):
+    """``compute()`` once per builder object. For the card (``finalize``/``card_body``, which may run in a fresh
+    builder after ``merge-manifests``) inputs are re-read with ``on_error=skip``: the build already refused or
+    listed every bad input, and the card must not fail on one."""
+    if getattr(builder, "_state", None) is None:
+        saved = builder.on_error
+        builder.on_error = "skip" if for_card else saved
+        try:
+            builder._state = compute()
+        finally:
+            builder.on_error = saved
+    return builder._state
+
+
+def mean_mb(cands: Iterable[Candidate]) -> float:
+    sizes = [c.size for c in cands]
+    return (sum(sizes) / len(sizes) / 1e6) if sizes else 1.0

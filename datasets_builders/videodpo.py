@@ -22,13 +22,22 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, Literal
 
-from vidalign.datasets_builders.pairs import is_score
-
-from vidalign.errors import InputError, VidalignError
+from vidalign.builder import Builder, register_builder
+from vidalign.datasets_builders.pairs import (
+    VIDEO_CHECKS,
+    VIDEODPO_CITATION,
+    cached_state,
+    is_score,
+    materialise,
+    plan_items,
+)
+from vidalign.datasets_builders.plots import gap_histogram_png, score_histogram_png
+from vidalign.errors import InputError, VidalignError, require
+from vidalign.format import PREVIEWS_DIR
 
 METADATA_NAME = "metadata.json"
 PAIR_NAME = "pair.json"
@@ -159,7 +168,7 @@ def _parse_pair(k: int, item: Any, metadata: list, root: Path, meta_path: Path, 
 
 
 def read_layout(root: str | Path, on_error: str = "raise") -> tuple[list[VideoDpoPair], list[dict]]:
-    """Every pair of a VideoDPO dataset folder, plus ``[{"source", "reason"}]`` for pairs skipped.
+    """Every pair of a VideoDPO dataset folder, plus ``[{"input", "reason"}]`` for pairs skipped.
 
     ``on_error="skip"`` drops a bad pair (bad index, missing video, NaN score) and lists it; missing or
     malformed ``metadata.json``/``pair.json`` always raise.
@@ -174,7 +183,7 @@ def read_layout(root: str | Path, on_error: str = "raise") -> tuple[list[VideoDp
         except InputError as exc:
             if on_error != "skip":
                 raise
-            rejected.append({"source": exc.source, "reason": exc.reason})
+            rejected.append({"input": exc.source, "reason": exc.reason})
     if not out:
         raise InputError(pair_path, None, "no usable pairs", "check the folder; see the skipped pairs listed above"
                          if rejected else "the file lists no pairs")
@@ -207,7 +216,8 @@ def layout_entries(k: int, record: dict, win_path: str, lose_path: str,
     """Metadata entries (winner, loser) and the pair entry of exported pair ``k``.
 
     An imported record gets its original entries back with only ``clip_path``, ``video1``/``video2`` changed;
-    a native record gets the authors' fields with ``score`` = s_W·s_L and ``diff_score`` = s_W − s_L.
+    a native record gets the authors' fields with ``score`` = s_W·s_L and ``diff_score`` = s_W − s_L (``score``
+    1.0 and no ``diff_score`` when the pair has no scores).
     """
     vd = record.get("videodpo") if isinstance(record.get("videodpo"), dict) else None
     prompt = record["prompt"]
@@ -226,6 +236,8 @@ def layout_entries(k: int, record: dict, win_path: str, lose_path: str,
         if is_score(s_w) and is_score(s_l):
             pair["score"] = float(s_w) * float(s_l)
             pair["diff_score"] = float(s_w) - float(s_l)
+        else:  # the authors' loader reads pair["score"] unconditionally; with their alpha = 0 it has no effect
+            pair["score"] = 1.0
     pair["video1"], pair["video2"] = 2 * k, 2 * k + 1
     return win, lose, pair
 
@@ -244,3 +256,115 @@ def write_layout_json(out: str | Path, entries: Iterable[tuple[dict, dict, dict]
     (out / METADATA_NAME).write_text(json.dumps(metadata, allow_nan=False), encoding="utf-8")
     (out / PAIR_NAME).write_text(json.dumps(pairs, allow_nan=False), encoding="utf-8")
     return len(metadata), len(pairs)
+
+
+# ================================================================================================ import / export
+@register_builder
+class VideoDpoImportBuilder(Builder):
+    """``videodpo-import`` (run by ``vidalign import videodpo``): the released layout → a ``pairs`` config."""
+
+    name = "videodpo-import"
+    description = ("Preference pairs imported from a VideoDPO dataset folder (metadata.json + pair.json + "
+                   "winvideos/ + losevideos/); the original entries are kept so `vidalign export videodpo` "
+                   "writes them back.")
+    license = "cc-by-nc-4.0"
+    citation = VIDEODPO_CITATION
+    tags = ["videodpo", "preference", "dpo", "text-to-video"]
+
+    @dataclass
+    class Args:
+        source: str = field(metadata={"help": "VideoDPO dataset folder (metadata.json, pair.json, videos)"})
+        check_videos: Literal["header", "decode", "none"] = field(default="header", metadata={
+            "help": "refuse broken videos: MP4 structure (fast), also decode the first frame, or no check"})
+        split: str = field(default="train", metadata={"help": "split name"})
+
+        def __post_init__(self):
+            require(self.check_videos in VIDEO_CHECKS, "videodpo-import", "check_videos", self.check_videos,
+                    f"use one of {', '.join(VIDEO_CHECKS)}")
+
+    def _read(self, for_card: bool = False) -> tuple[list[VideoDpoPair], list[dict]]:
+        return cached_state(self, lambda: read_layout(self.args.source, self.on_error), for_card)
+
+    def plan(self):
+        pairs, rejected = self._read()
+        sizes = [p.chosen.stat().st_size + p.rejected.stat().st_size for p in pairs]
+        self._sample_mb = max(sum(sizes) / len(sizes) / 1e6, 1e-3)
+        items = []
+        for p in pairs:
+            record = p.record()
+            record.update(chosen_seed=None, rejected_seed=None)
+            items.append({"videos": {"chosen.mp4": _file_ref(p.chosen), "rejected.mp4": _file_ref(p.rejected)},
+                          "json": record})
+        return plan_items(self, "pairs", self.args.split, items, rejected, self.args.check_videos)
+
+    def estimate_sample_mb(self) -> float:
+        return getattr(self, "_sample_mb", 1.0)
+
+    def build_shard(self, job):
+        yield from materialise(self, job)
+
+    def finalize(self, folder: Path, manifest: dict) -> None:
+        pairs, _ = self._read(for_card=True)
+        scores = [s for p in pairs if p.scores for s in p.scores]
+        if not scores:
+            return
+        previews = Path(folder) / PREVIEWS_DIR
+        previews.mkdir(parents=True, exist_ok=True)
+        (previews / "videodpo_scores.png").write_bytes(score_histogram_png(scores, "OmniScore"))
+        (previews / "videodpo_gaps.png").write_bytes(
+            gap_histogram_png([p.scores[0] - p.scores[1] for p in pairs if p.scores], "OmniScore"))
+
+    def card_body(self, manifest: dict, folder: Path) -> str:
+        pairs, rejected = self._read(for_card=True)
+        lines = ["## Imported from VideoDPO", "", f"{len(pairs)} pairs from `{self.args.source}`"
+                 f"{f', {len(rejected)} skipped' if rejected else ''}. OmniScores are recovered from "
+                 "`score` = s_W·s_L and `diff_score` = s_W − s_L where the pair file has them.", ""]
+        if (Path(folder) / PREVIEWS_DIR / "videodpo_scores.png").exists():
+            lines += [f"![OmniScore distribution]({PREVIEWS_DIR}/videodpo_scores.png) "
+                      f"![winner–loser gap]({PREVIEWS_DIR}/videodpo_gaps.png)", ""]
+        return "\n".join(lines)
+
+
+def _file_ref(path: Path) -> dict:
+    return {"shard": str(path), "offset": 0, "size": path.stat().st_size, "source": str(path)}
+
+
+def export_layout(folder: str | Path, out: str | Path, config: str = "pairs", split: str = "train",
+                  overwrite: bool = False, progress: bool = True) -> dict:
+    """Write a vidalign ``pairs`` config as a VideoDPO dataset folder the authors' trainer reads.
+
+    Pairs keep the dataset's shard and key order; ``clip_path`` values are absolute paths of the exported files.
+    """
+    from tqdm.auto import tqdm
+
+    from vidalign.data import shard_paths
+    from vidalign.shards import iter_tar_samples
+
+    out = Path(out).resolve()
+    if (out / METADATA_NAME).exists() and not overwrite:
+        raise VidalignError(f"{out}: a VideoDPO layout is already there; pass --overwrite or another folder")
+    urls = shard_paths(str(folder), config, split)
+    (out / WIN_DIR).mkdir(parents=True, exist_ok=True)
+    (out / LOSE_DIR).mkdir(parents=True, exist_ok=True)
+    entries, k = [], 0
+    for url in tqdm(urls, desc="export videodpo", unit="shard", disable=not progress):
+        for s in iter_tar_samples(url, members={"json", "chosen.mp4", "rejected.mp4"}):
+            missing = [m for m in ("json", "chosen.mp4", "rejected.mp4") if m not in s]
+            if missing:
+                raise InputError(f"{url}:{s['__key__']}", missing[0], "member missing",
+                                 "export a pairs config (members chosen.mp4, rejected.mp4, json)")
+            record = s["json"]
+            if not isinstance(record.get("prompt"), str):
+                raise InputError(f"{url}:{s['__key__']}", "json.prompt", "missing", "pairs need a prompt")
+            win, lose = out / WIN_DIR / f"{k:06d}.mp4", out / LOSE_DIR / f"{k:06d}.mp4"
+            win.write_bytes(s["chosen.mp4"])
+            lose.write_bytes(s["rejected.mp4"])
+            imported = isinstance(record.get("videodpo"), dict)
+            durations = (DEFAULT_CLIP_DURATION, DEFAULT_CLIP_DURATION) if imported else (
+                clip_duration(s["chosen.mp4"], str(win)), clip_duration(s["rejected.mp4"], str(lose)))
+            entries.append(layout_entries(k, record, str(win), str(lose), durations))
+            k += 1
+    if not entries:
+        raise VidalignError(f"{folder}: config {config!r} split {split!r} has no pairs to export")
+    videos, pairs = write_layout_json(out, entries)
+    return {"out": str(out), "pairs": pairs, "videos": videos}

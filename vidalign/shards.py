@@ -112,6 +112,7 @@ class ShardWriter:
         self._keys: set[str] = set()
         self._summarize = summarize
         self.schema: dict[str, dict] = {}
+        self._seen: set = set()
         self.count = 0
         self.first_key: str | None = None
         self.last_key: str | None = None
@@ -156,11 +157,21 @@ class ShardWriter:
         for m in members:
             self._add(f"{key}.{m}", encode_member(m, sample[m]))
             if self._summarize:
-                self.schema[m] = feats.merge(self.schema.get(m), feats.summarize(m, sample[m]), m)
+                self._update_schema(m, sample[m])
         self._keys.add(key)
         self.count += 1
         self.first_key = self.first_key or key
         self.last_key = key
+
+    def _update_schema(self, member: str, value: Any) -> None:
+        # Arrow schema inference of a json member costs ~1 ms; metadata usually repeats its structure, so
+        # infer only when the structural signature (keys and value types, recursively) is new
+        if member == "json":
+            sig = (member, _structure(value))
+            if sig in self._seen:
+                return
+            self._seen.add(sig)
+        self.schema[member] = feats.merge(self.schema.get(member), feats.summarize(member, value), member)
 
     def close(self, **extra: Any) -> ShardRecord:
         """Finish the tar, fsync, rename into place and return its :class:`ShardRecord`."""
@@ -194,6 +205,15 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
+
+
+def _structure(obj: Any) -> Any:
+    """Hashable signature of a JSON value's structure: dict keys and the types of values, recursively."""
+    if isinstance(obj, dict):
+        return tuple((k, _structure(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return ("list", frozenset(_structure(x) for x in obj))
+    return type(obj).__name__
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:

@@ -1,0 +1,66 @@
+"""``vidalign import videodpo`` and ``vidalign export videodpo``: the released VideoDPO layout, in and out.
+
+Import runs the ``videodpo-import`` builder, so the result is an ordinary vidalign dataset (shards, manifest with
+checksums and skipped inputs, card) and takes the usual build flags (``--on-error skip``, ``--resume``, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+IMPORT_BUILDER = "videodpo-import"
+
+
+def register(sub, groups) -> None:
+    from vidalign.builder import add_options
+
+    p = groups["import"].add_parser(
+        "videodpo", help="a VideoDPO dataset folder (metadata.json, pair.json, winvideos/, losevideos/) → pairs shards",
+        description="Read the released VideoDPO layout; absolute clip_path values are resolved inside SRC.")
+    p.add_argument("src", help="VideoDPO dataset folder")
+    p.add_argument("--check-videos", choices=["header", "decode", "none"], default="header",
+                   help="refuse broken videos: MP4 structure (fast), also decode the first frame, or no check "
+                        "(default: header)")
+    p.add_argument("--split", default="train", help="split name (default: train)")
+    add_options(p.add_argument_group("build options"))
+    p.set_defaults(func=cmd_import_videodpo)
+
+    p = groups["export"].add_parser(
+        "videodpo", help="a vidalign pairs dataset → VideoDPO layout for the authors' trainer",
+        description="Write metadata.json, pair.json, winvideos/ and losevideos/ (clip_path = absolute paths of "
+                    "the exported files; pair score = s_W·s_L, diff_score = s_W − s_L as the authors' scripts).")
+    p.add_argument("folder", help="vidalign dataset folder with a pairs config")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--config", default="pairs", help="config to export (default: pairs)")
+    p.add_argument("--split", default="train", help="split to export (default: train)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing layout in OUT")
+    p.set_defaults(func=cmd_export_videodpo)
+
+
+def cmd_import_videodpo(args) -> int:
+    import vidalign.datasets_builders.videodpo  # noqa: F401  (registers the import builder)
+    from vidalign.builder import KNOWN_BUILDERS, BuildOptions, command_line
+    from vidalign.runner import run_build
+
+    opt_names = {f.name for f in dataclasses.fields(BuildOptions)}
+    opts = BuildOptions(**{k: v for k, v in vars(args).items() if k in opt_names})
+    if IMPORT_BUILDER not in KNOWN_BUILDERS:
+        # worker processes find builders through KNOWN_BUILDERS only; until it lists this one, import in-process
+        opts = dataclasses.replace(opts, workers=1, executor="local")
+    bargs = {"source": args.src, "check_videos": args.check_videos, "split": args.split}
+    m = run_build(IMPORT_BUILDER, bargs, opts, command=command_line())
+    s = m["_summary"]
+    print(f"import videodpo: {s['samples']} pairs, {s['rejected']} skipped, {s['built_shards']} shard(s) built "
+          f"({s['skipped_shards']} already done) in {s['seconds']} s → {opts.out}")
+    if s["rejected"]:
+        print(f"skipped inputs are listed in {opts.out / 'manifest.json'}")
+    return 0
+
+
+def cmd_export_videodpo(args) -> int:
+    from vidalign.datasets_builders.videodpo import export_layout
+
+    r = export_layout(args.folder, args.out, config=args.config, split=args.split, overwrite=args.overwrite)
+    print(f"export videodpo: {r['pairs']} pairs ({r['videos']} videos) → {r['out']} "
+          "(metadata.json, pair.json, winvideos/, losevideos/)")
+    return 0
