@@ -6,8 +6,6 @@ checksums and skipped inputs, card) and takes the usual build flags (``--on-erro
 
 from __future__ import annotations
 
-import dataclasses
-
 IMPORT_BUILDER = "videodpo-import"
 
 
@@ -38,22 +36,10 @@ def register(sub, groups) -> None:
 
 
 def cmd_import_videodpo(args) -> int:
-    import vidalign.datasets_builders.videodpo  # noqa: F401  (registers the import builder)
-    from vidalign.builder import KNOWN_BUILDERS, BuildOptions, command_line
-    from vidalign.runner import run_build
+    from vidalign.commands import run_builder_command
 
-    opt_names = {f.name for f in dataclasses.fields(BuildOptions)}
-    opts = BuildOptions(**{k: v for k, v in vars(args).items() if k in opt_names})
-    if IMPORT_BUILDER not in KNOWN_BUILDERS:
-        # worker processes find builders through KNOWN_BUILDERS only; until it lists this one, import in-process
-        opts = dataclasses.replace(opts, workers=1, executor="local")
-    bargs = {"source": args.src, "check_videos": args.check_videos, "split": args.split}
-    m = run_build(IMPORT_BUILDER, bargs, opts, command=command_line())
-    s = m["_summary"]
-    print(f"import videodpo: {s['samples']} pairs, {s['rejected']} skipped, {s['built_shards']} shard(s) built "
-          f"({s['skipped_shards']} already done) in {s['seconds']} s → {opts.out}")
-    if s["rejected"]:
-        print(f"skipped inputs are listed in {opts.out / 'manifest.json'}")
+    run_builder_command(IMPORT_BUILDER, vars(args), ["import", "videodpo", args.src], label="import videodpo",
+                        source=args.src)
     return 0
 
 

@@ -6,7 +6,6 @@ The lead's ``datasets_builders/commands.py`` calls :func:`register`; the judged 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 BUILDER = "motionprefer-atom"
@@ -29,22 +28,8 @@ def register(sub, groups) -> None:
 
 
 def cmd_import_atom(args) -> int:
-    import dataclasses
+    from vidalign.commands import run_builder_command
 
-    from vidalign.builder import BuildOptions, command_line
-    from vidalign.datasets_builders.motionprefer import AtomImportBuilder
-    from vidalign.runner import run_build
-
-    ns = vars(args)
-    opt_names = {f.name for f in dataclasses.fields(BuildOptions)}
-    opts = BuildOptions(**{k: ns[k] for k in opt_names if k in ns})
-    bargs = {f.name: ns[f.name] for f in dataclasses.fields(AtomImportBuilder.Args) if f.name in ns}
-    bargs["jsonl"] = [str(Path(p)) for p in args.jsonl]
-    argv = sys.argv[1:] if sys.argv and Path(sys.argv[0]).name.startswith("vidalign") else None
-    m = run_build(BUILDER, bargs, opts, command=command_line(argv or ["import", "atom", *bargs["jsonl"]]))
-    s = m["_summary"]
-    print(f"import atom: {s['samples']} samples written, {s['rejected']} rejected, {s['built_shards']} shard(s) "
-          f"in {s['seconds']} s → {opts.out}")
-    if s["rejected"]:
-        print(f"rejected inputs are listed in {opts.out / 'manifest.json'}")
+    jsonl = [str(Path(p)) for p in args.jsonl]
+    run_builder_command(BUILDER, vars(args), ["import", "atom", *jsonl], label="import atom", jsonl=jsonl)
     return 0

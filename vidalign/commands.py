@@ -55,27 +55,37 @@ def _builder_parser(name: str):
     return cls, parser
 
 
-def cmd_build(args) -> int:
-    from vidalign.builder import BuildOptions, builder_names, command_line
+def run_builder_command(builder: str, ns: dict, fallback_argv: list[str], label: str | None = None,
+                        **builder_args) -> dict:
+    """Shared body of ``build`` and the ``import`` commands: split the parsed flags into the builder's ``Args``
+    and :class:`~vidalign.builder.BuildOptions`, run the build and print a one-line summary."""
+    from vidalign.builder import BuildOptions, command_line, get_builder
     from vidalign.runner import run_build
+
+    arg_names = {f.name for f in dataclasses.fields(get_builder(builder).Args)}
+    opt_names = {f.name for f in dataclasses.fields(BuildOptions)}
+    opts = BuildOptions(**{k: v for k, v in ns.items() if k in opt_names})
+    bargs = {k: v for k, v in ns.items() if k in arg_names}
+    bargs.update(builder_args)
+    argv = sys.argv[1:] if sys.argv and Path(sys.argv[0]).name.startswith("vidalign") else fallback_argv
+    m = run_build(builder, bargs, opts, command=command_line(argv))
+    s = m["_summary"]
+    configs = ", ".join(f"{c} ({'complete' if e['complete'] else 'incomplete'})" for c, e in m["configs"].items())
+    print(f"{label or builder}: {s['built_shards']} shard(s) built, {s['skipped_shards']} already done, "
+          f"{s['samples']} samples, {s['rejected']} rejected in {s['seconds']} s → {opts.out} [{configs}]")
+    if s["rejected"]:
+        print(f"rejected inputs are listed in {opts.out / 'manifest.json'}")
+    return m
+
+
+def cmd_build(args) -> int:
+    from vidalign.builder import builder_names
 
     if not args.builder or args.builder in ("-h", "--help"):
         print("usage: vidalign build <builder> --out DIR [options]\n\nbuilders:\n  " + "\n  ".join(builder_names()))
         return 0 if args.builder else 2
-    cls, parser = _builder_parser(args.builder)
-    ns = vars(parser.parse_args(args.rest))
-    opt_names = {f.name for f in dataclasses.fields(BuildOptions)}
-    opts = BuildOptions(**{k: v for k, v in ns.items() if k in opt_names})
-    bargs = {k: v for k, v in ns.items() if k not in opt_names}
-    argv = sys.argv[1:] if sys.argv and Path(sys.argv[0]).name.startswith("vidalign") else \
-        ["build", args.builder, *args.rest]
-    m = run_build(args.builder, bargs, opts, command=command_line(argv))
-    s = m["_summary"]
-    configs = ", ".join(f"{c} ({'complete' if e['complete'] else 'incomplete'})" for c, e in m["configs"].items())
-    print(f"{args.builder}: {s['built_shards']} shard(s) built, {s['skipped_shards']} already done, "
-          f"{s['samples']} samples, {s['rejected']} rejected in {s['seconds']} s → {opts.out} [{configs}]")
-    if s["rejected"]:
-        print(f"rejected inputs are listed in {opts.out / 'manifest.json'}")
+    _, parser = _builder_parser(args.builder)
+    run_builder_command(args.builder, vars(parser.parse_args(args.rest)), ["build", args.builder, *args.rest])
     return 0
 
 
