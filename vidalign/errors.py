@@ -49,8 +49,12 @@ def require(cond: bool, owner: str, field: str, value: Any, fix: str) -> None:
         raise field_error(owner, field, value, fix)
 
 
+_EXTRA_NOTES = {"kubric": " && pip install --no-deps kubric==0.1.1"}
+
+
 def missing_extra(extra: str, module: str) -> VidalignError:
     """Error for an optional backend whose extra is not installed."""
     return VidalignError(
-        f"the optional module {module!r} is not installed; install it with: pip install 'vidalign[{extra}]'"
+        f"the optional module {module!r} is not installed; install it with: "
+        f"pip install 'vidalign[{extra}]'{_EXTRA_NOTES.get(extra, '')}"
     )

@@ -40,8 +40,9 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int = DEFAULT_CRF, preset: s
     with av.open(buf, mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        # one thread: builders parallelise over processes, and threads make encoding non-deterministic in size
-        stream.options = {"crf": str(crf), "preset": preset, "threads": "1"}
+        # one thread and no mb-tree: libx264's mb-tree lookahead made identical frames encode to different
+        # bytes across runs; without it the same frames always give the same mp4 (and shard sha256)
+        stream.options = {"crf": str(crf), "preset": preset, "threads": "1", "x264-params": "mbtree=0"}
         stream.codec_context.thread_count = 1
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):

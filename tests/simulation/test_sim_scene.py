@@ -1,0 +1,125 @@
+import collections
+
+import numpy as np
+import pytest
+
+from vidalign.simulation.assets import humanize, load_catalog
+from vidalign.simulation.geometry import box_corners
+from vidalign.simulation.scene import sample_scene
+from vidalign.simulation.text import TRAINING_CAPTION, caption, drop_prompt
+
+
+def test_same_seed_same_scene_different_seed_different(tiny_config):
+    config = tiny_config()
+    a, b = sample_scene(config, 7), sample_scene(config, 7)
+    assert a == b and a.to_dict() == b.to_dict()
+    others = [sample_scene(config, s).to_dict() for s in (8, 9, 10)]
+    assert all(o != a.to_dict() for o in others)
+
+
+def test_sampling_does_not_simulate(monkeypatch, tiny_config):
+    import pybullet
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("sample_scene must not start a physics client")
+
+    monkeypatch.setattr(pybullet, "connect", refuse)
+    assert sample_scene(tiny_config(), 3).objects
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_scene_invariants(seed, tiny_config):
+    config = tiny_config()
+    scene = sample_scene(config, seed)
+    roles = [o.role for o in scene.objects]
+    n_drop = roles.count("dropper")
+    assert 1 <= n_drop <= config.max_droppers
+    assert roles == ["tower"] * (len(roles) - n_drop) + ["dropper"] * n_drop  # droppers last
+    assert scene.primary_index == len(scene.objects) - 1
+    lo, hi = np.array(config.spawn_min), np.array(config.spawn_max)
+    for obj in scene.objects:
+        assert obj.index == scene.objects.index(obj)
+        assert obj.mass == pytest.approx(obj.density * obj.volume) and obj.mass > 0
+        assert max(obj.half_extents) * 2 <= config.object_size_range[1] + 1e-9
+        h, p = obj.world_half_extents, np.array(obj.position)
+        assert p[2] - h[2] > 0  # everything starts above the floor
+        if obj.role == "dropper":
+            towers = [t for t in scene.objects if t.tower_of == obj.index]
+            assert np.all(p[:2] - h[:2] >= lo[:2] - 1e-9) and np.all(p[:2] + h[:2] <= hi[:2] + 1e-9)
+            if towers:  # lifted clear of its tower
+                top = max(t.position[2] + t.world_half_extents[2] for t in towers)
+                assert p[2] - h[2] >= top
+            else:
+                assert p[2] - h[2] >= lo[2] - 1e-9 and p[2] + h[2] <= hi[2] + 1e-9
+            # the whole drop path (box down to the floor) is in view of the final camera
+            top = p[2] + h[2]
+            corners = box_corners([p[0], p[1], top / 2], [h[0], h[1], top / 2])
+            assert scene.camera.sees(corners)
+        else:
+            assert scene.objects[obj.tower_of].role == "dropper"
+    assert scene.camera.position[0] <= config.camera_xy[0]
+    assert config.camera_height_range[0] <= scene.camera.position[2] <= config.camera_height_range[1]
+
+
+def test_prompt_names_the_droppers(tiny_config):
+    scene = sample_scene(tiny_config(), 4)
+    phrases = [o.phrase for o in scene.droppers]
+    assert scene.prompt == drop_prompt(phrases)
+    assert all(p in scene.prompt for p in phrases)
+    assert scene.prompt.endswith("falls." if len(phrases) == 1 else "fall at the same time.")
+
+
+def test_prompt_style():
+    assert drop_prompt(["red mug"]) == "A red mug falls."
+    assert drop_prompt(["toy duck", "jenga block"]) == "A toy duck and a jenga block fall at the same time."
+    assert drop_prompt(["orange ball", "red mug", "blue box"]) == (
+        "An orange ball, a red mug and a blue box fall at the same time.")
+    assert caption("A red mug falls.", "constant") == TRAINING_CAPTION == "a video of an object dropping"
+    assert humanize("Squirrel_Toy_2") == "squirrel toy" and humanize("redMug") == "red mug"
+
+
+def test_split_is_deterministic_and_about_ninety_ten():
+    catalog = load_catalog()
+    counts = collections.Counter(a.split for a in catalog.assets)
+    assert 0.08 <= counts["unseen"] / len(catalog.assets) <= 0.12
+    for cat in ("object", "procedural", "primitive"):
+        splits = {a.split for a in catalog.assets if a.category == cat}
+        assert splits == {"seen", "unseen"}, cat
+    bg = collections.Counter(b.split for b in catalog.backgrounds)
+    assert bg["seen"] > 0 and bg["unseen"] > 0
+    load_catalog.cache_clear()
+    again = load_catalog()
+    assert [(a.id, a.split) for a in again.assets] == [(a.id, a.split) for a in catalog.assets]
+
+
+def test_splits_draw_from_their_own_pools(tiny_config):
+    catalog = load_catalog()
+    unseen_ids = {a.id for a in catalog.assets if a.split == "unseen"}
+    unseen_bg = {b.id for b in catalog.backgrounds if b.split == "unseen"}
+    for seed in range(6):
+        seen = sample_scene(tiny_config(split="seen"), seed)
+        held = sample_scene(tiny_config(split="unseen"), seed)
+        assert not {o.asset_id for o in seen.objects} & unseen_ids and seen.background.id not in unseen_bg
+        assert {o.asset_id for o in held.objects} <= unseen_ids and held.background.id in unseen_bg
+
+
+def test_randomised_properties_stay_in_range(tiny_config):
+    config = tiny_config(friction_range=(0.1, 0.9), restitution_range=(0.0, 0.3), density_range=(200, 800))
+    objs = [o for s in range(5) for o in sample_scene(config, s).objects]
+    assert all(0.1 <= o.friction <= 0.9 and 0.0 <= o.restitution <= 0.3 and 200 <= o.density <= 800 for o in objs)
+    assert len({round(o.friction, 6) for o in objs}) > 1
+
+
+def test_user_asset_folder_plugs_in(tmp_path, tiny_config):
+    folder = tmp_path / "gso" / "Red_Mug_01" / "meshes"
+    folder.mkdir(parents=True)
+    cube = ["v -1 -1 -1", "v 1 -1 -1", "v 1 1 -1", "v -1 1 -1", "v -1 -1 1", "v 1 -1 1", "v 1 1 1", "v -1 1 1",
+            "f 1 2 3 4", "f 5 6 7 8", "f 1 2 6 5", "f 2 3 7 6", "f 3 4 8 7", "f 4 1 5 8"]
+    (folder / "model.obj").write_text("\n".join(cube) + "\n")
+    config = tiny_config(asset_dir=str(tmp_path / "gso"), builtin_assets=False, max_tower=0)
+    catalog = load_catalog(config.asset_dir, False)
+    assert [(a.id, a.name, a.category) for a in catalog.assets] == [
+        ("user/Red_Mug_01/meshes/model", "red mug", "user")]
+    scene = sample_scene(config, 0)  # one asset: it is in the seen split
+    assert {o.asset_id for o in scene.objects} == {"user/Red_Mug_01/meshes/model"}
+    assert scene.objects[0].mesh_ref == "asset_dir/Red_Mug_01/meshes/model.obj"

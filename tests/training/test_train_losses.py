@@ -1,0 +1,136 @@
+"""Each training objective against a hand computation of SPEC's formulas on fixed tensors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vidalign.training import losses as L
+
+
+def _softplus(x: float) -> float:  # −log σ(z) = log(1 + e^{−z}) with z = −x
+    return math.log1p(math.exp(x))
+
+
+# fixed per-sample errors: s = e_ref − e → s_w = [0.1, 0.0], s_l = [0.0, −0.3]
+E_W = torch.tensor([0.5, 0.2])
+E_L = torch.tensor([0.3, 0.4])
+R_W = torch.tensor([0.6, 0.2])
+R_L = torch.tensor([0.3, 0.1])
+
+
+def test_sigmoid_dpo_matches_hand_computation():
+    out = L.diffusion_dpo_loss(E_W, E_L, R_W, R_L, beta=2.0)
+    # h = s_w − s_l = [0.1, 0.3]; z = βh = [0.2, 0.6]; loss = log(1 + e^{−z})
+    expected = [_softplus(-0.2), _softplus(-0.6)]
+    assert torch.allclose(out.losses, torch.tensor(expected), atol=1e-6)
+    assert out.loss.item() == pytest.approx(sum(expected) / 2, abs=1e-6)
+    assert torch.allclose(out.chosen_rewards, torch.tensor([0.2, 0.0]), atol=1e-6)
+    assert torch.allclose(out.rejected_rewards, torch.tensor([0.0, -0.6]), atol=1e-6)
+
+
+def test_spatialalign_clip_at_five():
+    # β = 100: z = [10, 30] clipped to [5, 5]; with the loser better: z = −30 → −5
+    out = L.diffusion_dpo_loss(E_W, E_L, R_W, R_L, beta=100.0, clip=5.0)
+    assert torch.allclose(out.losses, torch.tensor([_softplus(-5.0)] * 2), atol=1e-6)
+    out = L.diffusion_dpo_loss(E_L, E_W, R_L, R_W, beta=100.0, clip=5.0)  # swap: h = [−0.1, −0.3]
+    assert torch.allclose(out.losses, torch.tensor([_softplus(5.0)] * 2), atol=1e-6)
+
+
+def test_videodpo_formula_with_weights():
+    beta, w = 5000.0, torch.tensor([2.0, 0.5])
+    ew, el, rw, rl = (torch.tensor([1e-3, 2e-3]), torch.tensor([1.5e-3, 1e-3]),
+                      torch.tensor([1.2e-3, 1.9e-3]), torch.tensor([1.4e-3, 1.2e-3]))
+    out = L.videodpo_loss(ew, el, rw, rl, beta=beta, weights=w)
+    expected = []
+    for i in range(2):
+        inner = -0.5 * beta * ((ew[i] - el[i]) - (rw[i] - rl[i])).item()
+        expected.append(w[i].item() * -math.log(1 / (1 + math.exp(-inner))))
+    assert out.loss.item() == pytest.approx(sum(expected) / 2, rel=1e-4)
+
+
+def test_ipo_and_hinge():
+    h = torch.tensor([0.1, 0.3])  # s_w − s_l for the fixed errors
+    out = L.diffusion_dpo_loss(E_W, E_L, R_W, R_L, beta=2.0, loss_type="ipo")
+    assert torch.allclose(out.losses, (h - 0.25) ** 2, atol=1e-6)  # 1/(2β) = 0.25
+    out = L.diffusion_dpo_loss(E_W, E_L, R_W, R_L, beta=2.0, loss_type="hinge")
+    assert torch.allclose(out.losses, torch.tensor([0.8, 0.4]), atol=1e-6)  # max(0, 1 − 2h)
+    with pytest.raises(ValueError):
+        L.diffusion_dpo_loss(E_W, E_L, R_W, R_L, beta=2.0, loss_type="kto")
+    with pytest.raises(ValueError):
+        L.diffusion_dpo_loss(E_W, E_L, R_W, R_L, beta=0.0)
+
+
+def test_dpo_is_log2_when_policy_equals_reference():
+    e = torch.rand(4)
+    for scale in (1.0, 0.5):
+        out = L.diffusion_dpo_loss(e, e.flip(0), e, e.flip(0), beta=5000.0, logit_scale=scale, clip=5.0)
+        assert out.loss.item() == pytest.approx(math.log(2), abs=1e-7)
+
+
+def test_zeroth_order_reg_and_mse():
+    pw, rw = torch.zeros(1, 2), torch.tensor([[1.0, 3.0]])  # mean sq = 5
+    pl, rl = torch.ones(1, 2), torch.tensor([[1.0, 2.0]])  # mean sq = 0.5
+    assert L.zeroth_order_reg(pw, rw, pl, rl).item() == pytest.approx(0.5 * (5 + 0.5))
+    pred, target = torch.tensor([[[1.0, 2.0]], [[0.0, 0.0]]]), torch.tensor([[[0.0, 0.0]], [[2.0, 0.0]]])
+    assert torch.allclose(L.per_sample_mse(pred, target), torch.tensor([2.5, 2.0]))
+    mask = torch.tensor([[[0.0, 1.0]]])
+    assert torch.allclose(L.per_sample_mse(pred, target, mask), torch.tensor([4.0, 0.0]))
+    total, parts = L.spatialalign_loss(E_W, E_L, R_W, R_L, reg=torch.tensor(0.4), beta=2.0)
+    assert total.item() == pytest.approx(parts.loss.item() + 0.2)
+
+
+def test_flow_and_eps_targets():
+    x0, eps, s = torch.full((2, 1, 2), 2.0), torch.full((2, 1, 2), -1.0), torch.tensor([0.25, 1.0])
+    xt = L.add_noise_flow(x0, eps, s)
+    assert torch.allclose(xt[0], torch.full((1, 2), 0.75 * 2 - 0.25)) and torch.allclose(xt[1], eps[1])
+    assert torch.allclose(L.flow_matching_target(x0, eps), torch.full((2, 1, 2), -3.0))
+    assert L.eps_target(x0, eps) is eps
+    ab = L.ddpm_alphas_cumprod(10, 0.1, 0.2, "linear")
+    assert ab[0].item() == pytest.approx(0.9) and ab[1].item() == pytest.approx(0.9 * (1 - (0.1 + 0.1 / 9)))
+    t = torch.tensor([0, 1])
+    xt = L.add_noise_ddpm(x0.double(), eps.double(), ab, t)
+    assert xt[0, 0, 0].item() == pytest.approx(math.sqrt(0.9) * 2 - math.sqrt(0.1))
+    v = L.v_target(x0.double(), eps.double(), ab, t)
+    assert v[0, 0, 0].item() == pytest.approx(-math.sqrt(0.9) - math.sqrt(0.1) * 2)
+
+
+def test_shifted_schedule_matches_diffusers():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=5.0)
+    ours = L.shifted_sigmas(1000, 5.0)
+    assert torch.allclose(ours, sched.sigmas[:1000].float(), atol=1e-5)
+    assert L.shift_sigma(0.5, 5.0) == pytest.approx(2.5 / 3.0)
+    assert L.shift_sigma(0.3, 1.0) == pytest.approx(0.3)
+
+
+def test_timestep_samplers():
+    g = torch.Generator().manual_seed(3)
+    s = L.sample_timesteps("logit_normal", 1000, g, logit_mean=0.5, logit_std=2.0)
+    ref = torch.sigmoid(torch.randn(1000, generator=torch.Generator().manual_seed(3)) * 2.0 + 0.5)
+    assert torch.equal(s, ref)
+    grid = set(L.shifted_sigmas(1000, 5.0).tolist())
+    sh = L.sample_timesteps("shifted", 200, torch.Generator().manual_seed(0), shift=5.0)
+    assert all(v in grid for v in sh.tolist()) and sh.mean() > 0.6  # shift 5 favours noisy times
+    u = L.sample_timesteps("uniform", 1000, torch.Generator().manual_seed(0))
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.05
+    assert L.sigma_to_model_timestep(torch.tensor([0.5])).item() == 500.0
+    t = L.sample_discrete_timesteps(100, 10, torch.Generator().manual_seed(0))
+    assert t.min() >= 0 and t.max() <= 9
+    with pytest.raises(ValueError):
+        L.sample_timesteps("cosine", 2)
+
+
+def test_videodpo_pair_weights():
+    sw, sl = [0.50, 0.52], [0.30, 0.50]
+    # histogram of [0.50, 0.52, 0.30, 0.50]: bin 50 → 1/2, 52 → 1/4, 30 → 1/4; β = 1/2
+    w = L.videodpo_pair_weights(sw, sl)
+    assert np.allclose(w, [0.5 / math.sqrt(0.5 * 0.25)] * 2)
+    assert np.allclose(L.videodpo_pair_weights(sw, sl, alpha=0.0), 1.0)
+    assert np.allclose(L.videodpo_pair_weights(sw, sl, mode="code"), [0.72 / 0.15, 0.72 / 0.26])
+    w2 = L.videodpo_pair_weights(sw, sl, all_scores=[0.5, 0.5, 0.52, 0.3, 0.3, 0.3], beta=1.0, alpha=2.0)
+    assert w2[0] == pytest.approx((1.0 / math.sqrt((2 / 6) * (3 / 6))) ** 2)

@@ -1,0 +1,293 @@
+"""Trainer configs: ``transformers.TrainingArguments`` plus the diffusion options, as TRL does for its trainers.
+
+Everything a run needs is one dataclass, so ``Trainer`` machinery (checkpointing, gradient accumulation, mixed
+precision, logging, DDP/FSDP through accelerate) reads its usual fields and the diffusion objective reads ours.
+Defaults follow SPEC: :class:`DiffusionDPOConfig` is SpatialAlign (§1), :class:`DiffusionSFTConfig` is PISA's
+PSFT (§3); VideoDPO (§2) is a YAML away (``training/configs/videodpo_dpo.yaml``). Load a config with
+:func:`load_config` (YAML + ``key=value`` overrides); bad values fail in ``__post_init__`` with one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from transformers import TrainingArguments
+
+from vidalign.errors import ConfigError, VidalignError, require
+from vidalign.training.losses import DPO_LOSS_TYPES, TIMESTEP_SAMPLERS
+
+PREDICTION_TYPES = ("flow", "epsilon", "v_prediction")
+BETA_SCHEDULES = ("linear", "scaled_linear")
+DATA_FORMATS = ("auto", "pairs", "groups")
+# SpatialAlign's LoRA targets, "text_embedding.0/.2, cross_attn.k/.v" in Wan's own naming, in diffusers' naming
+# (checked against diffusers' WanTransformer3DModel: condition_embedder.text_embedder.linear_1/2, blocks.*.attn2).
+TEXT_PATHWAY_TARGETS = (
+    "condition_embedder.text_embedder.linear_1",
+    "condition_embedder.text_embedder.linear_2",
+    "attn2.to_k",
+    "attn2.to_v",
+)
+DEFAULT_MODEL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+
+
+def _bf16_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+@dataclass
+class DiffusionTrainingConfig(TrainingArguments):
+    """Options shared by the DPO and SFT trainers (model, data, noising, conditioning, LoRA)."""
+
+    # --- TrainingArguments defaults changed for diffusion fine-tuning (SpatialAlign §1 / PSFT §3)
+    learning_rate: float = 1e-4
+    max_steps: int = 3000
+    per_device_train_batch_size: int = 1
+    logging_steps: float = 10
+    save_steps: float = 100
+    remove_unused_columns: bool = False
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision; None: on when the GPU has it"})
+    ignore_data_skip: bool = field(
+        default=True, metadata={"help": "always True: the trainer resumes its stream itself (exact, no replay)"}
+    )
+
+    # --- model
+    model_name_or_path: str | None = field(
+        default=DEFAULT_MODEL, metadata={"help": "hub id or folder of a diffusers pipeline or bare model"}
+    )
+    model_subfolder: str | None = field(
+        default="transformer", metadata={"help": "subfolder of the pipeline holding the denoiser (None: bare model)"}
+    )
+    model_class: str = field(default="WanTransformer3DModel", metadata={"help": "diffusers class of the denoiser"})
+    model_revision: str | None = None
+    pipeline_class: str = field(
+        default="WanPipeline", metadata={"help": "diffusers pipeline whose save_lora_weights writes the LoRA"}
+    )
+
+    # --- data (latent shards from `vidalign encode`)
+    train_data: str | None = field(default=None, metadata={"help": "latent shard folder, glob or {a..b} pattern"})
+    data_split: str = "train"
+    data_resample: bool = field(default=False, metadata={
+        "help": "draw shards at random forever; default: split the shard list by rank and worker, every sample "
+                "once per pass, passes repeated until max_steps"})
+
+    # --- noising
+    prediction_type: str = field(default="flow", metadata={"help": "flow (Wan) | epsilon | v_prediction (UNets)"})
+    timestep_sampler: str = field(default="shifted", metadata={"help": "uniform | logit_normal | shifted"})
+    flow_shift: float = 5.0
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+
+    # --- conditioning
+    caption_dropout: float = field(default=0.0, metadata={"help": "probability of training a sample unconditioned"})
+    empty_prompt_embeds: str | None = field(
+        default=None, metadata={"help": ".npy [L, D] used for dropped captions (default: zeros)"}
+    )
+    first_frame_conditioning: bool = field(
+        default=False, metadata={"help": "keep latent frame 0 clean and out of the loss (image-to-video)"}
+    )
+
+    # --- LoRA (peft); without it the reference is a frozen full copy
+    use_lora: bool = True
+    lora_rank: int = 16
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] = field(default_factory=lambda: list(TEXT_PATHWAY_TARGETS))
+    ema_decay: float | None = field(default=None, metadata={"help": "EMA of the trained weights (PSFT: 0.99)"})
+
+    def _owner(self) -> str:
+        return type(self).__name__
+
+    def __post_init__(self):
+        o = self._owner()
+        require(self.max_steps > 0, o, "max_steps", self.max_steps, "streams are max_steps driven: set max_steps > 0")
+        require(self.model_class.isidentifier(), o, "model_class", self.model_class, "name a diffusers class")
+        require(self.prediction_type in PREDICTION_TYPES, o, "prediction_type", self.prediction_type,
+                f"use one of {', '.join(PREDICTION_TYPES)}")
+        require(self.timestep_sampler in TIMESTEP_SAMPLERS, o, "timestep_sampler", self.timestep_sampler,
+                f"use one of {', '.join(TIMESTEP_SAMPLERS)}")
+        require(self.flow_shift > 0, o, "flow_shift", self.flow_shift, "use a shift > 0 (Wan 480p: 5)")
+        require(self.logit_std > 0, o, "logit_std", self.logit_std, "use a standard deviation > 0")
+        require(self.num_train_timesteps > 0, o, "num_train_timesteps", self.num_train_timesteps, "use > 0 (1000)")
+        require(self.beta_schedule in BETA_SCHEDULES, o, "beta_schedule", self.beta_schedule,
+                f"use one of {', '.join(BETA_SCHEDULES)}")
+        require(0 < self.beta_start < self.beta_end < 1, o, "beta_start", (self.beta_start, self.beta_end),
+                "need 0 < beta_start < beta_end < 1")
+        require(0.0 <= self.caption_dropout < 1.0, o, "caption_dropout", self.caption_dropout, "use a value in [0, 1)")
+        require(self.lora_rank >= 1, o, "lora_rank", self.lora_rank, "use a rank >= 1 (SpatialAlign: 16)")
+        require(self.lora_alpha > 0, o, "lora_alpha", self.lora_alpha, "use alpha > 0 (SpatialAlign: 16)")
+        require(0.0 <= self.lora_dropout < 1.0, o, "lora_dropout", self.lora_dropout, "use a value in [0, 1)")
+        targets = self.lora_target_modules
+        if isinstance(targets, str):
+            targets = self.lora_target_modules = [t.strip() for t in targets.split(",") if t.strip()]
+        require(not self.use_lora or (isinstance(targets, list) and len(targets) > 0
+                                      and all(isinstance(t, str) and t for t in targets)),
+                o, "lora_target_modules", targets, "list module names, e.g. [attn2.to_k, attn2.to_v]")
+        require(self.ema_decay is None or 0.0 < self.ema_decay < 1.0, o, "ema_decay", self.ema_decay,
+                "use a decay in (0, 1) or null")
+        require(self.empty_prompt_embeds is None or os.path.isfile(self.empty_prompt_embeds), o,
+                "empty_prompt_embeds", self.empty_prompt_embeds, "point to an existing .npy file or null")
+        if self.bf16 is None:
+            self.bf16 = _bf16_available() and not self.fp16
+        # Resuming is exact through the trainer's own stream state; Trainer's replay-skip would double it.
+        self.ignore_data_skip = True
+        try:
+            super().__post_init__()
+        except VidalignError:
+            raise
+        except ValueError as exc:
+            raise ConfigError(f"{o}: {exc}") from None
+
+
+@dataclass
+class DiffusionDPOConfig(DiffusionTrainingConfig):
+    """Diffusion-DPO. Defaults: SpatialAlign (β 1, clip ±5, λ 0.5, shared timestep, independent noise, 48 pairs
+    per optimizer step, 300 warm-up steps then cosine to 3000, bf16, LoRA r16/α16 on the text pathway)."""
+
+    gradient_accumulation_steps: int = 48
+    warmup_steps: float = 300
+    lr_scheduler_type: str = "cosine"
+
+    beta: float = field(default=1.0, metadata={"help": "DPO temperature β (SpatialAlign 1, VideoDPO 5000)"})
+    loss_type: str = field(default="sigmoid", metadata={"help": "sigmoid | ipo | hinge"})
+    logit_scale: float = field(
+        default=1.0, metadata={"help": "h = scale·(s_w − s_l): 1 SpatialAlign, 0.5 Diffusion-DPO / VideoDPO"}
+    )
+    logit_clip: float | None = field(default=5.0, metadata={"help": "clip β·h to ±value (sigmoid loss); null: off"})
+    reg_weight: float = field(default=0.5, metadata={"help": "λ of SpatialAlign's zeroth-order regulariser"})
+    shared_noise: bool = field(default=False, metadata={"help": "same ε for winner and loser (Diffusion-DPO)"})
+    shared_timestep: bool = field(default=True, metadata={"help": "same t for winner and loser (SpatialAlign)"})
+    pair_weight_key: str | None = field(
+        default=None, metadata={"help": "json key of a per-pair loss weight (VideoDPO: weight)"}
+    )
+    data_format: str = field(default="auto", metadata={"help": "pairs (chosen/rejected) | groups (DSR) | auto"})
+    chosen_member: str = "chosen"
+    rejected_member: str = "rejected"
+
+    def __post_init__(self):
+        o = self._owner()
+        require(self.beta > 0, o, "beta", self.beta, "β must be > 0 (SpatialAlign 1, VideoDPO 5000)")
+        require(self.loss_type in DPO_LOSS_TYPES, o, "loss_type", self.loss_type,
+                f"use one of {', '.join(DPO_LOSS_TYPES)}")
+        require(self.logit_scale > 0, o, "logit_scale", self.logit_scale, "use 1 (SpatialAlign) or 0.5 (VideoDPO)")
+        require(self.logit_clip is None or self.logit_clip > 0, o, "logit_clip", self.logit_clip,
+                "use a bound > 0 (SpatialAlign 5) or null")
+        require(self.reg_weight >= 0, o, "reg_weight", self.reg_weight, "use λ >= 0 (SpatialAlign 0.5)")
+        require(self.data_format in DATA_FORMATS, o, "data_format", self.data_format,
+                f"use one of {', '.join(DATA_FORMATS)}")
+        require(self.chosen_member != self.rejected_member, o, "rejected_member", self.rejected_member,
+                "winner and loser members must differ")
+        super().__post_init__()
+
+
+@dataclass
+class DiffusionSFTConfig(DiffusionTrainingConfig):
+    """Supervised flow-matching fine-tuning. Defaults: PISA PSFT (logit-normal t, first latent frame kept clean,
+    lr 1e-4, gradient clip 1.0, EMA 0.99, bf16, full fine-tuning)."""
+
+    timestep_sampler: str = "logit_normal"
+    first_frame_conditioning: bool = True
+    max_grad_norm: float = 1.0
+    ema_decay: float | None = 0.99
+    use_lora: bool = False
+    lr_scheduler_type: str = "constant"
+    latents_member: str = field(default="", metadata={"help": "video member to train on ('' = the bare mp4)"})
+
+
+CONFIG_CLASSES = {"dpo": DiffusionDPOConfig, "sft": DiffusionSFTConfig}
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    """YAML reads ``1e-4`` as a string and ``2`` as an int: follow the field's default type where unambiguous."""
+    if isinstance(default, bool) or isinstance(value, bool) or value is None:
+        return value
+    if isinstance(default, float) and isinstance(value, (int, str)):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(default, int) and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def parse_overrides(overrides: list[str] | None, source: str = "command line") -> dict[str, Any]:
+    """``["beta=5000", "lora_target_modules=[attn2.to_k]"]`` → dict, values parsed as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"{source}: override {item!r} is not key=value; write e.g. beta=5000")
+        key, _, raw = item.partition("=")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def build_config(kind: str, values: dict[str, Any], source: str = "config"):
+    """Make the ``kind`` ("dpo" | "sft") config from a mapping; unknown keys and bad values fail in one line."""
+    if kind not in CONFIG_CLASSES:
+        raise ConfigError(f"{source}: unknown trainer {kind!r}; use one of {', '.join(CONFIG_CLASSES)}")
+    cls = CONFIG_CLASSES[kind]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)} for {cls.__name__}; "
+                          f"see `vidalign train {kind} --help-options`")
+    kwargs = {}
+    for k, v in values.items():
+        f = fields[k]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        value = _coerce(v, default)
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if value is not None and ((numeric and not isinstance(value, (int, float))) or (
+            isinstance(default, bool) and not isinstance(value, bool)
+        )):
+            expected = "true/false" if isinstance(default, bool) else "a number"
+            raise ConfigError(f"{source}: option {k}={v!r} is not {expected}; write e.g. {k}={default!r}")
+        kwargs[k] = value
+    try:
+        return cls(**kwargs)
+    except VidalignError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_config(kind: str, path: str | os.PathLike | None = None, overrides: list[str] | None = None):
+    """Read a YAML config (a flat mapping of option: value), apply ``key=value`` overrides, validate."""
+    values: dict[str, Any] = {}
+    source = str(path) if path else "command line"
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"--config {path}: file not found; pass an existing YAML file")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                loaded = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of option: value, got {type(loaded).__name__}")
+        values.update(loaded)
+    values.update(parse_overrides(overrides))
+    return build_config(kind, values, source)
+
+
+def config_to_yaml(cfg: DiffusionTrainingConfig) -> str:
+    """The config's own (non-default-TrainingArguments-noise) options as YAML, written next to checkpoints."""
+    d = cfg.to_dict()
+    keep = {f.name for f in dataclasses.fields(type(cfg)) if f.init}
+    return yaml.safe_dump({k: v for k, v in d.items() if k in keep}, sort_keys=True)
