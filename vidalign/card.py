@@ -26,10 +26,14 @@ def card_yaml(manifest: dict, builders: dict) -> dict:
             continue
         configs.append({"config_name": config,
                         "data_files": [{"split": s, "path": split_glob(config, s)} for s in sorted(entry["splits"])]})
-        counts = {s: sum(r["samples"] for p, r in entry["shards"].items() if Path(p).name.startswith(s + "-"))
-                  for s in sorted(entry["splits"])}
+        splits = []
+        for s in sorted(entry["splits"]):
+            recs = [r for p, r in entry["shards"].items() if Path(p).name.startswith(s + "-")]
+            # num_bytes: the shards' size on disk (datasets checks num_examples only)
+            splits.append({"name": s, "num_bytes": sum(r["bytes"] for r in recs),
+                           "num_examples": sum(r["samples"] for r in recs)})
         infos.append({"config_name": config, "features": feats.features_yaml(config_schema(entry)),
-                      "splits": [{"name": s, "num_examples": n} for s, n in counts.items()]})
+                      "splits": splits})
         b = builders.get(entry["builder"])
         if b is not None:
             licenses.add(b.license)
