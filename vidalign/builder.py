@@ -281,7 +281,7 @@ def add_dataclass_arguments(parser, cls: type, skip: tuple[str, ...] = ()) -> No
             kw["type"] = str
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
-        if kw["help"] and not required:
+        if kw["help"] and not required and "default" not in kw["help"]:
             kw["help"] += f" (default: {default})"
         parser.add_argument(_flag(f.name), default=default, required=required, **kw)
 

@@ -43,7 +43,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vidalign", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="vidalign", description="Build, verify, stream, train on and evaluate data for aligning "
+                     "video and motion generators.")
     parser.add_argument("--version", action="version", version=f"vidalign {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     groups = {}
