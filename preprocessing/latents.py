@@ -38,7 +38,15 @@ def torch_dtype(name: str) -> Any:
     return table[name]
 
 
-def _is_local(id_or_path: str) -> bool:
+def dtype_kwargs(dtype: Any) -> dict[str, Any]:
+    """``{"dtype": ...}`` for diffusers that renamed ``torch_dtype`` (2026), ``{"torch_dtype": ...}`` before."""
+    from diffusers.utils import deprecation_utils
+
+    renamed = hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE")
+    return {"dtype": dtype} if renamed else {"torch_dtype": dtype}
+
+
+def is_local(id_or_path: str) -> bool:
     """A Hub id is ``name`` or ``owner/name``; anything else (or anything that exists) is a local path."""
     s = str(id_or_path)
     return os.path.exists(s) or s.startswith(("/", ".", "~")) or s.count("/") > 1 or "\\" in s
@@ -53,7 +61,7 @@ def resolve_model(option: str, id_or_path: str, subfolder: str | None, component
     A local path that does not exist is a :class:`ConfigError` here, before any network look-up.
     """
     path = os.path.expanduser(str(id_or_path))
-    if _is_local(path):
+    if is_local(path):
         p = Path(path)
         if not p.is_dir():
             raise ConfigError(f"{option} {id_or_path}: no such directory; give a diffusers model or pipeline "
@@ -93,7 +101,7 @@ def load_vae(id_or_path: str = DEFAULT_VAE, subfolder: str | None = "auto", dtyp
         if cls is None or not str(vae_class).startswith("Autoencoder"):
             raise ConfigError(f"--vae {id_or_path}: class {vae_class!r} is not a diffusers autoencoder; "
                               "pass --vae-class AutoencoderKLWan (or another Autoencoder* class)")
-        vae = cls.from_pretrained(path, subfolder=sub, revision=revision, torch_dtype=torch_dtype(dtype))
+        vae = cls.from_pretrained(path, subfolder=sub, revision=revision, **dtype_kwargs(torch_dtype(dtype)))
     except ConfigError:
         raise
     except (OSError, ValueError, KeyError) as exc:
@@ -163,16 +171,24 @@ def sample_seed(base_seed: int, key: str, member: str) -> int:
 
 
 def encode_videos(vae: Any, videos: Any, sample_seeds: list[int] | None = None) -> tuple[Any, Any]:
-    """Encode ``[B, 3, T, H, W]`` frames in [-1, 1] → ``(mean, logvar)`` float32 on the CPU.
+    """Encode ``[B, 3, T, H, W]`` frames → ``(mean, logvar)`` float32 on the CPU.
 
-    With ``sample_seeds`` (one per clip) it returns ``(sample, None)``: ``mean + std * noise`` with the noise
-    drawn from a CPU generator per clip, so a seed gives the same sample on any device and batch size.
+    Frames are floats in [-1, 1], or uint8 (0..255), which are moved to the VAE's device first and normalised
+    there (a quarter of the bytes to copy). With ``sample_seeds`` (one per clip) it returns ``(sample, None)``:
+    ``mean + std * noise`` with the noise drawn from a CPU generator per clip, so a seed gives the same sample
+    on any device and batch size.
     """
     import torch
 
+    from vidalign.preprocessing.video_io import normalize
+
     param = next(vae.parameters())
     with torch.inference_mode():
-        x = torch.as_tensor(videos).to(device=param.device, dtype=param.dtype)
+        x = torch.as_tensor(videos)
+        if x.dtype == torch.uint8:
+            x = normalize(x, param.dtype, param.device)
+        else:
+            x = x.to(device=param.device, dtype=param.dtype)
         dist = vae.encode(x).latent_dist
         mean, logvar = dist.mean.float().cpu(), dist.logvar.float().cpu()
     if sample_seeds is None:
@@ -252,3 +268,16 @@ def latent_members(video_member: str) -> tuple[str, str]:
     prefix = f"{stem}_" if stem else ""
     return f"{prefix}latents.npy", f"{prefix}logvar.npy"
 
+
+
+def decode_latents(vae: Any, latents: Any) -> np.ndarray:
+    """Raw latents ``[C, T', h, w]`` (as stored) → uint8 frames ``[T, H, W, 3]``, for a person to look at."""
+    import torch
+
+    from vidalign.preprocessing.video_io import to_uint8
+
+    param = next(vae.parameters())
+    z = torch.as_tensor(np.asarray(latents, dtype=np.float32))[None].to(device=param.device, dtype=param.dtype)
+    with torch.inference_mode():
+        video = vae.decode(z).sample[0]
+    return to_uint8(video)

@@ -56,6 +56,8 @@ KNOWN_BUILDERS = {
     "motionprefer": "vidalign.datasets_builders.motionprefer",
     "motionprefer-atom": "vidalign.datasets_builders.motionprefer",
     "videodpo-import": "vidalign.datasets_builders.videodpo",
+    "latents": "vidalign.preprocessing.encode",
+    "candidates": "vidalign.preprocessing.generate",
 }
 _REGISTRY: dict[str, type[Builder]] = {}
 
