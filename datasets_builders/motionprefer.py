@@ -222,7 +222,7 @@ def trl_dataset(folder: str | os.PathLike, split: str = "train"):
     """
     import datasets
 
-    from vidalign.data import shard_paths
+    from vidalign.shards import shard_paths
 
     files = [str(Path(p).resolve()) for p in shard_paths(folder, "trl", split)]
     ds = datasets.load_dataset("webdataset", data_files={split: files}, split=split)

@@ -334,7 +334,7 @@ def _scan_shard(path: str) -> Iterator[tuple[str, dict[str, tuple[int, int]], by
 
 def candidate_shards(source: str | Path, config: str | None = None, split: str = "train") -> list[str]:
     """Shard paths of a candidate dataset folder (config/split), a glob, or one ``.tar``."""
-    from vidalign.data import shard_paths
+    from vidalign.shards import shard_paths
 
     return shard_paths(str(source), config, split)
 

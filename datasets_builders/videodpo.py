@@ -337,8 +337,7 @@ def export_layout(folder: str | Path, out: str | Path, config: str = "pairs", sp
     """
     from tqdm.auto import tqdm
 
-    from vidalign.data import shard_paths
-    from vidalign.shards import iter_tar_samples
+    from vidalign.shards import iter_tar_samples, shard_paths
 
     out = Path(out).resolve()
     if (out / METADATA_NAME).exists() and not overwrite:

@@ -238,7 +238,7 @@ class ShardSource:
 
     def __init__(self, source: str | os.PathLike | list, config: str | None = None, split: str = "train",
                  resample: bool = False, decode: bool = False):
-        from vidalign.data import shard_paths
+        from vidalign.shards import shard_paths
 
         self.urls = shard_paths(source, config, split)
         self.resample = resample

@@ -9,7 +9,6 @@ pure function of (shards, seed, epoch, rank, worker), so a trainer can resume by
 
 from __future__ import annotations
 
-import glob
 import os
 import random
 from collections.abc import Iterator
@@ -17,38 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from vidalign.errors import VidalignError
-from vidalign.format import DATA_DIR, MANIFEST_NAME
-
-
-def shard_paths(source: str | os.PathLike | list, config: str | None = None, split: str = "train") -> list[str]:
-    """Shard paths of a dataset folder (config/split), a glob, a brace pattern, or an explicit list."""
-    if isinstance(source, (list, tuple)):
-        return [str(s) for s in source]
-    source = str(source)
-    path = Path(source)
-    if path.is_dir():
-        configs = sorted(p.name for p in (path / DATA_DIR).glob("*") if p.is_dir())
-        if not configs:
-            raise VidalignError(f"{path}: no {DATA_DIR}/<config>/ folders; is this a vidalign dataset folder?")
-        if config is None:
-            if len(configs) > 1:
-                raise VidalignError(f"{path}: several configs {configs}; pass config=<one of them>")
-            config = configs[0]
-        if config not in configs:
-            raise VidalignError(f"{path}: config {config!r} not found; available: {configs}")
-        urls = sorted(str(p) for p in (path / DATA_DIR / config).glob(f"{split}-*.tar"))
-        if not urls:
-            splits = sorted({p.name.split("-")[0] for p in (path / DATA_DIR / config).glob("*.tar")})
-            raise VidalignError(f"{path}: config {config!r} has no split {split!r}; available: {splits}")
-        return urls
-    if "{" in source:
-        import braceexpand
-
-        return list(braceexpand.braceexpand(source))
-    urls = sorted(glob.glob(source))
-    if not urls:
-        raise VidalignError(f"{source}: no shards match (give a dataset folder, a glob or a list of .tar files)")
-    return urls
+from vidalign.format import MANIFEST_NAME
+from vidalign.shards import shard_paths  # noqa: F401  (re-exported: vidalign.data.shard_paths)
 
 
 def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
