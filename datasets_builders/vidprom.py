@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -49,7 +49,7 @@ from vidalign.datasets_builders.plots import (
     score_histogram_png,
 )
 from vidalign.errors import InputError, VidalignError, require
-from vidalign.eval.omniscore import DIMENSIONS, OmniScoreConfig, omniscore
+from vidalign.eval.omniscore import OmniScoreConfig, omniscore, read_vbench
 from vidalign.format import PREVIEWS_DIR
 
 NSFW_COLUMNS = ("toxicity", "obscene", "identity_attack", "insult", "threat", "sexual_explicit")
@@ -234,70 +234,23 @@ def _numeric(col):
 
 
 # ------------------------------------------------------------------------------------------ VBench
-def _vbench_value(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    return float(value) if is_score(value) else None
-
-
 def read_vbench_scores(folder: str | Path, config: OmniScoreConfig = OmniScoreConfig(), on_error: str = "raise"
                        ) -> tuple[dict[str, dict], list[dict]]:
     """``{video_path: {"omniscore", "quality", "semantic", "raw": {dim: value}}}`` and the videos rejected.
 
-    A missing dimension file or a malformed one is always an error. A video whose value is NaN/not a number in
-    some file, or that is missing from some file, is refused naming the file and field, or (``on_error=skip``)
-    left out and listed.
+    A missing or malformed dimension file is always an error. A video whose value is NaN/not a number in some
+    file, or that is missing from some file, is refused naming the file and field, or (``on_error=skip``) left
+    out and listed.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(folder, None, "VBench results folder not found", "pass the folder VBench wrote into")
-    per_dim: dict[str, dict[str, float]] = {}
     bad: dict[str, dict] = {}
 
-    def reject(video: str, source: str, fld: str, problem: str, fix: str) -> None:
-        exc = InputError(source, fld, f"video {video!r} {problem}", fix)
+    def on_bad(video: str, exc: InputError) -> None:
         if on_error != "skip":
             raise exc
         bad.setdefault(video, {"input": exc.source, "reason": exc.reason})
 
-    for dim in DIMENSIONS:
-        path = folder / f"{dim}_eval_results.json"
-        if not path.is_file():
-            raise InputError(path, dim, "dimension file missing",
-                             f"run VBench with --dimension {dim} and write its results into {folder}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(path, None, f"not valid JSON ({exc})", "pass the file VBench wrote") from None
-        entry = data.get(dim) if isinstance(data, dict) else None
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], list)):
-            raise InputError(path, dim, "expected {dim: [average, [{video_path, video_results}, ...]]}",
-                             "pass the file VBench's evaluate() wrote for this dimension")
-        values: dict[str, float] = {}
-        for i, item in enumerate(entry[1]):
-            if not isinstance(item, dict) or not isinstance(item.get("video_path"), str) or "video_results" not in item:
-                raise InputError(path, f"{dim}[1][{i}]", "needs video_path (string) and video_results",
-                                 "pass the file VBench wrote")
-            v = _vbench_value(item["video_results"])
-            if v is None:
-                reject(item["video_path"], str(path), f"{dim}.video_results",
-                       f"has {item['video_results']!r}, not a finite number",
-                       "re-run VBench for it or skip it with --on-error skip")
-                continue
-            values[item["video_path"]] = v
-        per_dim[dim] = values
-    videos = list(dict.fromkeys(v for dim in DIMENSIONS for v in per_dim[dim]))
-    out: dict[str, dict] = {}
-    for video in videos:
-        missing = [d for d in DIMENSIONS if video not in per_dim[d]]
-        if missing and video not in bad:
-            reject(video, str(folder / f"{missing[0]}_eval_results.json"), missing[0], "is missing",
-                   "evaluate the same videos in every dimension or skip it with --on-error skip")
-        if video in bad:
-            continue
-        raw = {d: per_dim[d][video] for d in DIMENSIONS}
-        out[video] = {**omniscore(raw, config), "raw": raw}
-    return out, list(bad.values())
+    raws = read_vbench(folder, on_bad=on_bad)
+    return {video: {**omniscore(raw, config), "raw": raw} for video, raw in raws.items()}, list(bad.values())
 
 
 # ================================================================================================ builders

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,14 +77,20 @@ def _value(value, where: str, dim: str, video: str) -> float:
                      "re-run VBench for that video or drop it from every dimension file")
 
 
-def read_dimension(path: str | Path, dim: str) -> dict[str, float]:
-    """``{video_path: raw value}`` of one ``{dim}_eval_results.json``."""
+OnBad = Callable[[str, InputError], None]
+
+
+def read_dimension(path: str | Path, dim: str, on_bad: OnBad | None = None) -> dict[str, float]:
+    """``{video_path: raw value}`` of one ``{dim}_eval_results.json``.
+
+    A video whose value is not a finite number raises, or, with ``on_bad(video, error)``, is reported there and
+    left out (builders use this for ``--on-error skip``).
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, None, f"not valid JSON ({exc.msg} at line {exc.lineno})",
-                         "pass the file VBench wrote") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, None, f"not valid JSON ({exc})", "pass the file VBench wrote") from None
     entry = data.get(dim) if isinstance(data, dict) else None
     if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], list)):
         raise InputError(path, dim, "expected {dim: [average, [{video_path, video_results}, ...]]}",
@@ -94,38 +100,48 @@ def read_dimension(path: str | Path, dim: str) -> dict[str, float]:
         if not isinstance(item, dict) or not isinstance(item.get("video_path"), str) or "video_results" not in item:
             raise InputError(path, f"{dim}[1][{i}]", "needs video_path (string) and video_results",
                              "pass the file VBench wrote")
-        values[item["video_path"]] = _value(item["video_results"], str(path), dim, item["video_path"])
-    if not values:
+        try:
+            values[item["video_path"]] = _value(item["video_results"], str(path), dim, item["video_path"])
+        except InputError as exc:
+            if on_bad is None:
+                raise
+            on_bad(item["video_path"], exc)
+    if not values and on_bad is None:
         raise InputError(path, dim, "lists no videos", "evaluate at least one video")
     return values
 
 
-def read_vbench(folder: str | Path) -> dict[str, dict[str, float]]:
+def read_vbench(folder: str | Path, on_bad: OnBad | None = None) -> dict[str, dict[str, float]]:
     """``{video_path: {dim: raw}}`` from a VBench output folder holding the seven ``{dim}_eval_results.json``.
 
-    Every video must appear in every dimension file.
+    Every video must appear in every dimension file with a finite value; with ``on_bad(video, error)`` a video
+    that does not is reported there and left out instead of raising.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, None, "VBench folder not found", "pass the folder VBench wrote its results to")
     per_dim: dict[str, dict[str, float]] = {}
+    bad: set[str] = set()
+
+    def report(video: str, exc: InputError) -> None:
+        if on_bad is None:
+            raise exc
+        bad.add(video)
+        on_bad(video, exc)
+
     for dim in DIMENSIONS:
         path = folder / f"{dim}_eval_results.json"
         if not path.is_file():
             raise InputError(path, dim, "dimension file missing",
-                             f"run VBench with --dimension {dim} into {folder}")
-        per_dim[dim] = read_dimension(path, dim)
-    videos = list(per_dim[DIMENSIONS[0]])
-    for dim in DIMENSIONS:
-        for video in per_dim[dim]:
-            if video not in per_dim[DIMENSIONS[0]]:
-                videos.append(video)
+                             f"run VBench with --dimension {dim} and write its results into {folder}")
+        per_dim[dim] = read_dimension(path, dim, report if on_bad is not None else None)
+    videos = list(dict.fromkeys(v for dim in DIMENSIONS for v in per_dim[dim]))
     for video in videos:
-        for dim in DIMENSIONS:
-            if video not in per_dim[dim]:
-                raise InputError(folder / f"{dim}_eval_results.json", dim, f"video {video!r} is missing",
-                                 "evaluate the same videos in every dimension")
-    return {v: {d: per_dim[d][v] for d in DIMENSIONS} for v in videos}
+        missing = [d for d in DIMENSIONS if video not in per_dim[d]]
+        if missing and video not in bad:
+            report(video, InputError(folder / f"{missing[0]}_eval_results.json", missing[0],
+                                     f"video {video!r} is missing", "evaluate the same videos in every dimension"))
+    return {v: {d: per_dim[d][v] for d in DIMENSIONS} for v in videos if v not in bad}
 
 
 def score_folder(folder: str | Path, config: OmniScoreConfig = OmniScoreConfig()) -> dict:
