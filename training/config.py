@@ -34,7 +34,7 @@ TEXT_PATHWAY_TARGETS = (
 DEFAULT_MODEL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 
 
-def _bf16_available() -> bool:
+def bf16_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
@@ -137,7 +137,7 @@ class DiffusionTrainingConfig(TrainingArguments):
         require(self.empty_prompt_embeds is None or os.path.isfile(self.empty_prompt_embeds), o,
                 "empty_prompt_embeds", self.empty_prompt_embeds, "point to an existing .npy file or null")
         if self.bf16 is None:
-            self.bf16 = _bf16_available() and not self.fp16
+            self.bf16 = bf16_available() and not self.fp16
         # Resuming is exact through the trainer's own stream state; Trainer's replay-skip would double it.
         self.ignore_data_skip = True
         try:
@@ -206,20 +206,37 @@ class DiffusionSFTConfig(DiffusionTrainingConfig):
 CONFIG_CLASSES = {"dpo": DiffusionDPOConfig, "sft": DiffusionSFTConfig}
 
 
-def _coerce(value: Any, default: Any) -> Any:
-    """YAML reads ``1e-4`` as a string and ``2`` as an int: follow the field's default type where unambiguous."""
-    if isinstance(default, bool) or isinstance(value, bool) or value is None:
+def config_class(kind: str, source: str = "config") -> type:
+    """The config class of a trainer kind: ``dpo``, ``sft`` or ``reward``."""
+    if kind == "reward":  # lives beside the reward trainer; imported on demand (it imports this module)
+        from vidalign.training.reward_config import RewardGradientConfig
+
+        return RewardGradientConfig
+    if kind not in CONFIG_CLASSES:
+        raise ConfigError(f"{source}: unknown trainer {kind!r}; use one of {', '.join([*CONFIG_CLASSES, 'reward'])}")
+    return CONFIG_CLASSES[kind]
+
+
+def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """YAML reads ``1e-4`` as a string and ``2`` as an int: follow the field's default type where unambiguous;
+    a value that cannot be a bool/number where the default is one fails in one line."""
+    if value is None:
         return value
-    if isinstance(default, float) and isinstance(value, (int, str)):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    if isinstance(default, int) and isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: option {key}={value!r} is not true/false; write e.g. {key}={default!r}")
+        return value
+    if isinstance(default, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, str):
+            try:
+                value = float(value) if isinstance(default, float) else int(value)
+            except ValueError:
+                raise ConfigError(f"{source}: option {key}={value!r} is not a number; "
+                                  f"write e.g. {key}={default!r}") from None
+        if isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: option {key}={value!r} is not a number; write e.g. {key}={default!r}")
     return value
 
 
@@ -237,40 +254,39 @@ def parse_overrides(overrides: list[str] | None, source: str = "command line") -
     return out
 
 
-def build_config(kind: str, values: dict[str, Any], source: str = "config"):
-    """Make the ``kind`` ("dpo" | "sft") config from a mapping; unknown keys and bad values fail in one line."""
-    if kind not in CONFIG_CLASSES:
-        raise ConfigError(f"{source}: unknown trainer {kind!r}; use one of {', '.join(CONFIG_CLASSES)}")
-    cls = CONFIG_CLASSES[kind]
+def config_from_mapping(cls: type, values: dict[str, Any], source: str = "config", kind: str = ""):
+    """Instantiate ``cls`` (a ``TrainingArguments`` dataclass) from a mapping: unknown keys (with a
+    did-you-mean hint) and bad values fail in one line that starts with ``source``."""
+    import difflib
+
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)} for {cls.__name__}; "
-                          f"see `vidalign train {kind} --help-options`")
+        close = difflib.get_close_matches(unknown[0], list(fields), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)}{hint} for {cls.__name__}; "
+                          f"see `vidalign train {kind or '<kind>'} --help-options`")
     kwargs = {}
-    for k, v in values.items():
-        f = fields[k]
+    for key, value in values.items():
+        f = fields[key]
         default = f.default if f.default is not dataclasses.MISSING else None
-        value = _coerce(v, default)
-        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
-        if value is not None and ((numeric and not isinstance(value, (int, float))) or (
-            isinstance(default, bool) and not isinstance(value, bool)
-        )):
-            expected = "true/false" if isinstance(default, bool) else "a number"
-            raise ConfigError(f"{source}: option {k}={v!r} is not {expected}; write e.g. {k}={default!r}")
-        kwargs[k] = value
+        kwargs[key] = _coerce(key, value, default, source)
     try:
         return cls(**kwargs)
     except VidalignError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{source}: {' '.join(str(exc).split())}") from None
 
 
-def load_config(kind: str, path: str | os.PathLike | None = None, overrides: list[str] | None = None):
-    """Read a YAML config (a flat mapping of option: value), apply ``key=value`` overrides, validate."""
+def build_config(kind: str, values: dict[str, Any], source: str = "config"):
+    """Make the ``kind`` ("dpo" | "sft" | "reward") config from a mapping."""
+    return config_from_mapping(config_class(kind, source), values, source, kind)
+
+
+def read_config_values(path: str | os.PathLike | None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A YAML config file (a flat mapping of option: value) updated with ``key=value`` overrides."""
     values: dict[str, Any] = {}
-    source = str(path) if path else "command line"
     if path is not None:
         if not os.path.isfile(path):
             raise ConfigError(f"--config {path}: file not found; pass an existing YAML file")
@@ -283,7 +299,12 @@ def load_config(kind: str, path: str | os.PathLike | None = None, overrides: lis
             raise ConfigError(f"{path}: top level must be a mapping of option: value, got {type(loaded).__name__}")
         values.update(loaded)
     values.update(parse_overrides(overrides))
-    return build_config(kind, values, source)
+    return values
+
+
+def load_config(kind: str, path: str | os.PathLike | None = None, overrides: list[str] | None = None):
+    """Read a YAML config, apply ``key=value`` overrides, validate: the config of trainer ``kind``."""
+    return build_config(kind, read_config_values(path, overrides), str(path) if path else "command line")
 
 
 def config_to_yaml(cfg: DiffusionTrainingConfig) -> str:

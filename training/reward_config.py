@@ -9,17 +9,16 @@ against ground-truth clips from drop shards. Load with :func:`load_reward_config
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from transformers import TrainingArguments
 
 from vidalign.errors import ConfigError, VidalignError, require
+from vidalign.training.config import bf16_available, config_from_mapping, read_config_values
 from vidalign.training.rewards import RewardSpec
 from vidalign.training.sampling import BACKPROP_MODES
 
@@ -49,12 +48,6 @@ def read_prompts(source: str) -> list[str]:
     if not prompts:
         raise ConfigError(f"prompts={source!r} holds no prompts; write one prompt per line")
     return prompts
-
-
-def _bf16_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
 @dataclass
@@ -131,7 +124,7 @@ class RewardGradientConfig(TrainingArguments):
         require(not self.use_lora or (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)),
                 o, "lora_target_modules", targets, "list module names, e.g. [to_q, to_k, to_v, to_out.0]")
         if self.bf16 is None:
-            self.bf16 = _bf16_available() and not self.fp16
+            self.bf16 = bf16_available() and not self.fp16
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:
             self.activation_checkpointing = True  # on by default: backprop through sampling is memory bound
         try:
@@ -197,62 +190,12 @@ class RewardGradientConfig(TrainingArguments):
         require(self.shuffle_buffer >= 1, o, "shuffle_buffer", self.shuffle_buffer, "use >= 1 (1 = no shuffling)")
 
 
-def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
-    """YAML reads ``1e-4`` as a string: follow the field's default type where that is unambiguous."""
-    if value is None or isinstance(default, bool) or isinstance(value, bool):
-        if isinstance(default, bool) and value is not None and not isinstance(value, bool):
-            raise ConfigError(f"{source}: option {key}={value!r} is not true/false")
-        return value
-    if isinstance(default, (int, float)) and isinstance(value, str):
-        try:
-            return type(default)(float(value)) if isinstance(default, float) else int(value)
-        except ValueError:
-            raise ConfigError(f"{source}: option {key}={value!r} is not a number; write e.g. {key}={default!r}") from None
-    if isinstance(default, float) and isinstance(value, int):
-        return float(value)
-    return value
-
-
 def build_reward_config(values: dict[str, Any], source: str = "config") -> RewardGradientConfig:
     """A :class:`RewardGradientConfig` from a mapping; unknown keys and bad values fail in one line."""
-    fields = {f.name: f for f in dataclasses.fields(RewardGradientConfig) if f.init}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], list(fields), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"{source}: unknown option {unknown[0]!r}{hint} for RewardGradientConfig")
-    kwargs = {}
-    for key, value in values.items():
-        f = fields[key]
-        default = f.default if f.default is not dataclasses.MISSING else None
-        kwargs[key] = _coerce(key, value, default, source)
-    try:
-        return RewardGradientConfig(**kwargs)
-    except VidalignError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {' '.join(str(exc).split())}") from None
+    return config_from_mapping(RewardGradientConfig, values, source, "reward")
 
 
 def load_reward_config(path: str | os.PathLike | None = None,
                        overrides: list[str] | None = None) -> RewardGradientConfig:
     """Read a YAML config (a mapping of option: value), apply ``key=value`` overrides, validate."""
-    from vidalign.training.config import parse_overrides
-
-    values: dict[str, Any] = {}
-    source = str(path) if path else "command line"
-    if path is not None:
-        if not os.path.isfile(path):
-            raise ConfigError(f"--config {path}: file not found; pass an existing YAML file")
-        try:
-            with open(path, encoding="utf-8") as fh:
-                loaded = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping of option: value, got {type(loaded).__name__}")
-        values.update(loaded)
-    values.update(parse_overrides(overrides))
-    return build_reward_config(values, source)
+    return build_reward_config(read_config_values(path, overrides), str(path) if path else "command line")
