@@ -293,6 +293,20 @@ class _MotionPairs(Builder):
         return {"chosen.npy": chosen, "rejected.npy": rejected, "json": meta, **(extra or {})}
 
 
+@dataclass
+class MotionPairOptions:
+    """Options both motion builders take (declared once): split, length limits and the TRL config."""
+
+    split_seed: int = field(default=SPLIT_SEED, metadata={"help": "seed of the 90/10 train/eval split"})
+    eval_fraction: float = field(default=EVAL_FRACTION, metadata={"help": "share of rows (import) or prompts "
+                                                                             "(judged) in eval"})
+    min_frames: int = field(default=MIN_FRAMES, metadata={"help": "shortest motion kept (frames)"})
+    max_frames: int = field(default=MAX_FRAMES, metadata={"help": "longest motion kept (frames)"})
+    trl: bool = field(default=True, metadata={"help": "also write the trl config (needs _token.npy files)"})
+    codebook_size: int = field(default=CODEBOOK_SIZE, metadata={"help": "VQ-VAE codebook size"})
+    trl_prompt_template: str = field(default="{prompt}", metadata={"help": "TRL prompt text, with {prompt}"})
+
+
 def _check_common(owner: str, a) -> None:
     require(a.sub_task is None or a.sub_task in SUB_TASKS, owner, "sub_task", a.sub_task,
             f"use one of {', '.join(SUB_TASKS)} (or leave it out to read it from the folder names)")
@@ -315,19 +329,12 @@ class AtomImportBuilder(_MotionPairs):
                    "(263-dim features, 20 fps) with the annotator's last choice, degree and label smoothing.")
 
     @dataclass
-    class Args:
+    class Args(MotionPairOptions):
         jsonl: list[str] = field(default_factory=list, metadata={"help": "AToM preference_labels.jsonl file(s)"})
         sub_task: str | None = field(default=None, metadata={
             "help": "integrity, temporal or frequency (default: from each file's folder names)",
             "choices": list(SUB_TASKS)})
-        split_seed: int = field(default=SPLIT_SEED, metadata={"help": "seed of the 90/10 train/eval split"})
-        eval_fraction: float = field(default=EVAL_FRACTION, metadata={"help": "share of rows in eval"})
         drop_unsure: bool = field(default=False, metadata={"help": "drop 'Negligibly better/unsure' rows"})
-        min_frames: int = field(default=MIN_FRAMES, metadata={"help": "shortest motion kept (frames)"})
-        max_frames: int = field(default=MAX_FRAMES, metadata={"help": "longest motion kept (frames)"})
-        trl: bool = field(default=True, metadata={"help": "also write the trl config (needs _token.npy files)"})
-        codebook_size: int = field(default=CODEBOOK_SIZE, metadata={"help": "VQ-VAE codebook size"})
-        trl_prompt_template: str = field(default="{prompt}", metadata={"help": "TRL prompt text, with {prompt}"})
 
         def __post_init__(self):
             self.jsonl = [str(p) for p in self.jsonl]
@@ -474,7 +481,7 @@ class JudgedPairsBuilder(_MotionPairs):
     sample_mb = 0.6
 
     @dataclass
-    class Args:
+    class Args(MotionPairOptions):
         candidates: str = field(default="", metadata={"help": "JSONL: id, prompt, sub_task, candidates (.npy paths)"})
         sub_task: str | None = field(default=None, metadata={
             "help": "sub-task of lines that do not name one", "choices": list(SUB_TASKS)})
@@ -499,13 +506,6 @@ class JudgedPairsBuilder(_MotionPairs):
         videos: bool = field(default=False, metadata={"help": "also store chosen.mp4/rejected.mp4 renders"})
         mean: str | None = field(default=None, metadata={"help": "Mean.npy when features are normalised"})
         std: str | None = field(default=None, metadata={"help": "Std.npy when features are normalised"})
-        split_seed: int = field(default=SPLIT_SEED, metadata={"help": "seed of the train/eval split by prompt"})
-        eval_fraction: float = field(default=EVAL_FRACTION, metadata={"help": "share of prompts in eval"})
-        min_frames: int = field(default=MIN_FRAMES, metadata={"help": "shortest motion kept (frames)"})
-        max_frames: int = field(default=MAX_FRAMES, metadata={"help": "longest motion kept (frames)"})
-        trl: bool = field(default=True, metadata={"help": "also write the trl config (needs _token.npy files)"})
-        codebook_size: int = field(default=CODEBOOK_SIZE, metadata={"help": "VQ-VAE codebook size"})
-        trl_prompt_template: str = field(default="{prompt}", metadata={"help": "TRL prompt text, with {prompt}"})
 
         def __post_init__(self):
             require(bool(self.candidates), "motionprefer", "candidates", self.candidates,
