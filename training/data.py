@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -215,18 +214,6 @@ class ListSource:
         return f"{len(self.samples)} in-memory samples"
 
 
-def _tar_sample_count(url: str) -> int:
-    """Samples in a local shard from its tar headers (seeks over the data; nothing is decoded)."""
-    from vidalign.format import split_member
-
-    keys = set()
-    with tarfile.open(url, mode="r:") as tar:
-        for info in tar:
-            if info.isfile():
-                keys.add(split_member(info.name)[0])
-    return len(keys)
-
-
 class ShardSource:
     """vidalign latent shards (a dataset folder, glob, brace pattern or list), streamed per (rank, worker).
 
@@ -246,8 +233,10 @@ class ShardSource:
         self._counts: dict[str, int] = {}
 
     def _count(self, url: str) -> int:
+        from vidalign.shards import count_samples
+
         if url not in self._counts:
-            self._counts[url] = _tar_sample_count(url)
+            self._counts[url] = count_samples(url)
         return self._counts[url]
 
     def _shard_sequence(self, sid: StreamId, pass_index: int, seed: int) -> Iterator[str]:

@@ -97,21 +97,30 @@ class ShardStream(_iterable_base()):
             )
         return self.urls[gid::total], rng
 
-    def _samples(self, urls, rng) -> Iterator[dict[str, Any]]:
-        from vidalign.shards import iter_tar_samples
+    def _samples(self, urls, rng, skip: int) -> Iterator[dict[str, Any]]:
+        """Samples in stream order, the first ``skip`` passed over: whole shards by their header count (no
+        read), then the rest of a partly consumed shard."""
+        from vidalign.shards import count_samples, iter_tar_samples
 
-        if self.resample:
-            while True:
-                yield from iter_tar_samples(rng.choice(self.urls), decode=self.decode, members=self.members)
-        for url in urls:
-            yield from iter_tar_samples(url, decode=self.decode, members=self.members)
+        shards = (rng.choice(self.urls) for _ in iter(int, 1)) if self.resample else iter(urls)
+        for url in shards:
+            if skip:
+                n = count_samples(url)
+                if skip >= n:
+                    skip -= n
+                    continue
+            for k, sample in enumerate(iter_tar_samples(url, decode=self.decode, members=self.members)):
+                if k >= skip:
+                    yield sample
+            skip = 0
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         urls, rng = self._my_urls()
-        it = self._samples(urls, rng)
-        if self.shuffle > 1:
-            it = _shuffled(it, self.shuffle, rng)
-        for n, sample in enumerate(it):
+        if self.shuffle <= 1:
+            yield from self._samples(urls, rng, self.skip)
+            return
+        # a shuffle buffer mixes shards, so what was consumed is only known sample by sample
+        for n, sample in enumerate(_shuffled(self._samples(urls, rng, 0), self.shuffle, rng)):
             if n >= self.skip:
                 yield sample
 

@@ -218,6 +218,21 @@ def _structure(obj: Any) -> Any:
     return type(obj).__name__
 
 
+def count_samples(path: str | os.PathLike) -> int:
+    """Samples in a local shard, from its tar headers only (seeks over member data: nothing is read or decoded).
+
+    Lets a resumed stream pass over whole shards it already consumed instead of re-reading them."""
+    keys = set()
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for info in tar:
+                if info.isfile():
+                    keys.add(split_member(info.name)[0])
+    except (tarfile.TarError, OSError) as exc:
+        raise VidalignError(f"{path}: shard is unreadable ({exc}); rebuild or re-download it") from exc
+    return len(keys)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -38,3 +38,17 @@ def test_skip_resumes_where_stopped(tmp_path, synth):
     full = [s["__key__"] for s in stream(out, shuffle=4, seed=5)]
     rest = [s["__key__"] for s in stream(out, shuffle=4, seed=5, skip=4)]
     assert rest == full[4:]
+
+
+def test_skip_without_shuffle_passes_over_whole_shards(tmp_path, synth, monkeypatch):
+    out = tmp_path / "ds"
+    synth(out, n=9, per=2)
+    full = [s["__key__"] for s in stream(out)]
+    import vidalign.shards as shards
+
+    read = []
+    real = shards.iter_tar_samples
+    monkeypatch.setattr(shards, "iter_tar_samples", lambda url, **kw: (read.append(url), real(url, **kw))[1])
+    rest = [s["__key__"] for s in stream(out, skip=5)]
+    assert rest == full[5:]
+    assert len(read) == 3  # shards 0 and 1 (4 samples) are counted from headers, never read
