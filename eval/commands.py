@@ -96,6 +96,13 @@ def write_json(path: Path | None, data: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_clean(data), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+
+
+def _mean_table(title: str, columns: dict[str, float | None], videos: int, width: int = 8) -> None:
+    """The paper-style two-line table: a header of metric names, then the means over ``videos``."""
+    print(f"{title:<24}" + "".join(f"{name:>{width}}" for name in columns))
+    print(f"{f'mean ({videos} videos)':<24}" + "".join(_fmt(v, width) for v in columns.values()))
 
 
 def _fmt(v: float | None, width: int = 8) -> str:
@@ -110,12 +117,8 @@ def cmd_pisa(args) -> int:
     pred = read_clips(args.pred, require_info=False)
     result = evaluate(gt, pred, args.gt_fps, args.pd_fps, str(args.gt), str(args.pred), progress=sys.stderr.isatty())
     m = result["mean"]
-    print(f"{'PisaBench':<24}{'L2↓':>8}{'CD↓':>8}{'IoU↑':>8}")
-    label = f"mean ({len(result['videos'])} videos)"
-    print(f"{label:<24}{_fmt(m['l2'])}{_fmt(m['chamfer'])}{_fmt(m['iou'])}")
+    _mean_table("PisaBench", {"L2↓": m["l2"], "CD↓": m["chamfer"], "IoU↑": m["iou"]}, len(result["videos"]))
     write_json(args.out, result)
-    if args.out:
-        print(f"wrote {args.out}")
     return 0
 
 
@@ -176,8 +179,6 @@ def cmd_dsr(args) -> int:
     headline = sum(1 for s in scores if s is not None and s >= args.threshold) / len(scores)
     print(f"Acc@{args.threshold:g} = {headline:.3f} over {len(scores)} videos ({invalid} invalid)")
     write_json(args.out, result)
-    if args.out:
-        print(f"wrote {args.out}")
     return 0
 
 
@@ -187,12 +188,9 @@ def cmd_omniscore(args) -> int:
 
     result = score_folder(args.vbench, OmniScoreConfig(num_frames=args.num_frames))
     m = result["mean"]
-    print(f"{'OmniScore':<24}{'Quality':>9}{'Semantic':>9}{'Omni':>9}")
-    label = f"mean ({len(result['videos'])} videos)"
-    print(f"{label:<24}{_fmt(m['quality'], 9)}{_fmt(m['semantic'], 9)}{_fmt(m['omniscore'], 9)}")
+    _mean_table("OmniScore", {"Quality": m["quality"], "Semantic": m["semantic"], "Omni": m["omniscore"]},
+                len(result["videos"]), width=9)
     write_json(args.out, result)
-    if args.out:
-        print(f"wrote {args.out}")
     return 0
 
 
