@@ -22,6 +22,20 @@ def resolve_config(path: str | None) -> str | None:
     return shipped if os.path.isfile(shipped) else path
 
 
+def close_process_group() -> None:
+    """Tear the process group down before the interpreter exits.
+
+    Without this a gloo rank can abort at exit ("terminate called without an active exception"): its C++ worker
+    threads still hold work objects when Python finalises (pytorch/pytorch#190489). The barrier lets every rank
+    finish its last collective first.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _help_options(kind: str) -> int:
     import dataclasses
 
@@ -72,6 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         what = "pytorch_lora_weights.safetensors" if cfg.use_lora else "transformer/"
         print(f"vidalign train {kind}: {trainer.state.global_step} steps in {time.perf_counter() - start:.1f}s "
               f"on {cfg.world_size} process(es); weights: {os.path.join(cfg.output_dir, what)}")
+    close_process_group()
     return 0
 
 

@@ -51,7 +51,7 @@ def _run(args) -> int:
     if args.help_options:
         return _help_options()
     from vidalign.errors import ConfigError
-    from vidalign.training.commands import resolve_config
+    from vidalign.training.commands import close_process_group, resolve_config
     from vidalign.training.reward_config import load_reward_config
 
     if args.config is None and not args.overrides:
@@ -70,4 +70,5 @@ def _run(args) -> int:
     from vidalign.training.reward_trainer import RewardTrainer
 
     RewardTrainer(cfg).train()
+    close_process_group()
     return 0
