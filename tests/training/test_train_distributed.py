@@ -97,3 +97,15 @@ def test_accelerate_two_processes_disjoint_samples(tmp_path):
     assert ranks[0]["lora"] == ranks[1]["lora"]  # DDP kept the replicas identical
     assert (tmp_path / "run" / "pytorch_lora_weights.safetensors").is_file()
     assert "on 2 process(es)" in proc.stdout
+
+
+def test_close_process_group_tears_down_gloo(tmp_path):
+    import torch.distributed as dist
+
+    from vidalign.training.commands import close_process_group
+
+    close_process_group()  # no group: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    close_process_group()
+    assert not dist.is_initialized()
