@@ -110,6 +110,7 @@ class Asset:
     ref: str | None = None  # portable mesh reference written to metadata
     aspect: tuple[float, float, float] = (1.0, 1.0, 1.0)  # base scale applied before size normalisation
     split: str = "seen"
+    texture: str | None = None  # albedo image (absolute path) mapped with the visual mesh's UVs
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ class Background:
     wall_rgb: tuple[float, float, float]
     floor_texture: str | None = None  # absolute path
     split: str = "seen"
+    # equirectangular environment image (absolute path; .hdr/.exr/.png/.jpg, z up): light and visible backdrop
+    env_map: str | None = None
 
 
 MAX_HULL_POINTS = 128  # collider size cap: a 3600-vertex hull steps ~15x slower than a 128-vertex one

@@ -70,6 +70,7 @@ class SceneObject:
     position: tuple[float, float, float]
     orientation: tuple[float, float, float, float]
     tower_of: int | None = None  # index of the dropper this tower object stands under
+    texture: str | None = None  # albedo image (absolute path) for the visual mesh's UVs
 
     @property
     def phrase(self) -> str:
@@ -286,7 +287,7 @@ def _to_object(spec: _Spec, index: int, role: str, color: str, pos: np.ndarray,
         color=color, rgb=COLORS[color], material=spec.material, density=spec.density, volume=spec.volume,
         mass=spec.density * spec.volume, friction=spec.friction, restitution=spec.restitution,
         position=tuple(float(v) for v in pos), orientation=tuple(float(v) for v in spec.orientation),
-        tower_of=tower_of,
+        tower_of=tower_of, texture=a.texture,
     )  # type: ignore[arg-type]
 
 
