@@ -8,8 +8,10 @@ the authors' script: a sun of energy U(1, 6) plus key/fill/back point lights (10
 1.5 m high. With no HDRI bucket offline, the background is the same coloured floor and backdrop the
 PyBullet renderer draws.
 
-Outputs match :class:`~vidalign.simulation.render.Rendering`: RGB from Blender's PNGs, metric z-depth
-from the EXR ``Depth`` pass, visible masks from the rank-0 object cryptomatte. kubric 0.1.1 needs the
+Outputs match :class:`~vidalign.simulation.render.Rendering`: RGB from Blender's PNGs, depth as the distance to
+the camera centre (Blender's z-depth from the EXR ``Depth`` pass, converted as Kubric's ``camera.z_to_depth``),
+visible masks from the rank-0 object cryptomatte. Textures and environment maps are not passed to Kubric yet
+(objects show their palette colour, the backdrop is the studio floor and wall colour). kubric 0.1.1 needs the
 patches in :mod:`vidalign.simulation.kubric_compat`.
 """
 
@@ -174,7 +176,7 @@ class KubricRenderer:
             with Image.open(png) as im:
                 rgb[f] = np.asarray(im.convert("RGB"))
             layers = read_exr_layers(str(exr), ("Depth.V", "CryptoObject00.R"))
-            depth[f] = np.minimum(layers["Depth.V"], scene.camera.far)
+            depth[f] = np.minimum(scene.camera.z_to_distance(layers["Depth.V"]), scene.camera.far)
             rank0 = np.ascontiguousarray(layers["CryptoObject00.R"], dtype=np.float32).view(np.uint32)
             masks[f] = rank0[None] == ids
         return Rendering(rgb, depth, masks, self.name,
