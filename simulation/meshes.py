@@ -273,7 +273,7 @@ def convex_decomposition(mesh: str, **params: int | float) -> str:
         tmp_out, log = os.path.join(tmp, "out.obj"), os.path.join(tmp, "vhacd.log")
         client = pb.connect(pb.DIRECT)
         try:
-            with quiet_stdout():
+            with quiet_stdout(stderr=True):  # V-HACD prints its progress bars
                 pb.vhacd(mesh, tmp_out, log, physicsClientId=client, **opts)
         finally:
             pb.disconnect(physicsClientId=client)

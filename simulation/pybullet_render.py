@@ -9,8 +9,9 @@ per-object segmentation) and once from the sun (a shadow map). Everything else i
 - depth as the distance to the camera centre (Kubric's ``depth``), metric, from the ray length;
 - light in linear RGB: hemispheric ambient tinted by the environment, the sun with soft (percentage-closer
   filtered) shadows cast by objects only (so plain floors never shadow themselves: no acne), the authors'
-  key/fill/back point lights, screen-space ambient occlusion for contact shadows, a little specular;
-  normalised so that a surface facing the sun unshadowed shows its declared colour;
+  key/fill/back point lights, ambient occlusion (analytic under objects, screen-space on them), a little
+  specular; normalised so that a floor in full sun shows its declared colour (a studio wall is lit evenly, like
+  a cyclorama, and shows its declared colour too);
 - masks: the visible pixels of each object (segmentation where the object is nearer than the backdrop).
 
 Colours (``SceneObject.rgb``, ``Background.*_rgb``, PNG textures) are sRGB display values.
@@ -41,6 +42,7 @@ AMBIENT = 0.5  # sky light on an up-facing surface, relative to the exposure
 POINT_LIGHTS = (("key", 0.30), ("fill", 0.20), ("back", 0.20))  # the authors' 100/75/75 W rig, relative weights
 WALL_OFFSET = 5.0  # m behind the spawn region (studio backgrounds)
 FOG_START, FOG_END = 25.0, 80.0  # m: the floor fades into the horizon of the environment map
+PENUMBRA = 0.02  # m: half-width of the soft shadow edge (the sky's light, not only the sun's disc)
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -210,6 +212,12 @@ class _Light:
     near: float
     far: float
     bias: float
+    texel: float  # m per shadow-map pixel
+
+    @property
+    def soft_radius(self) -> int:
+        """Shadow-map pixels of the penumbra half-width."""
+        return max(1, int(round(PENUMBRA / self.texel)))
 
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Shadow-map pixel ``(x, y)``, depth along the light's axis, and whether inside the map."""
@@ -243,7 +251,7 @@ def _sun_camera(pb: Any, client: int, scene: Scene, traj: Trajectories, size: in
     vm = np.asarray(view, dtype=np.float64).reshape(4, 4).T
     pm = np.asarray(proj, dtype=np.float64).reshape(4, 4).T
     texel = 2 * radius / size
-    return _Light(view, proj, pm @ vm, vm, size, near, far, 2.0 * texel + 0.004)
+    return _Light(view, proj, pm @ vm, vm, size, near, far, 2.0 * texel + 0.004, texel)
 
 
 _PCF = [(a, b) for a in (-1.0, 0.0, 1.0) for b in (-1.0, 0.0, 1.0)]
@@ -261,6 +269,9 @@ class _Static:
     """Per-clip shading of the backdrop, split so shadows and occlusion can be taken out per frame."""
 
     color: np.ndarray  # [H, W, 3] linear, fully lit, fog and sky included
+    points: np.ndarray  # [H, W, 3] world points of the backdrop (far away for the sky)
+    distance: np.ndarray  # [H, W] float32 distance of the backdrop to the camera centre (far clip for the sky)
+    floor_grid: np.ndarray  # [H, W, 3] floor points, NaN elsewhere
     sun_part: np.ndarray  # [H, W, 3] what the sun adds (removed where shadowed)
     ambient_part: np.ndarray  # [H, W, 3] what sky light adds (scaled by occlusion)
     encoded: np.ndarray  # [H, W, 3] uint8
@@ -320,10 +331,17 @@ class PyBulletRenderer:
                 _, _, img, buf, seg = pb.getCameraImage(w, w, view, proj, renderer=pb.ER_TINY_RENDERER,
                                                         physicsClientId=client, **unlit)
                 seg = np.asarray(seg, dtype=np.int32).reshape(w, w)
-                obj_z = depth_buffer_to_metric(np.asarray(buf, dtype=np.float64).reshape(w, w), cam.near, cam.far)
-                hit = (seg >= 0) & (seg < len(lut)) & (obj_z < back.z)
-                index = np.where(hit, lut[np.clip(seg, 0, len(lut) - 1)], n)  # n = backdrop
-                masks[f] = index[None] == np.arange(n)[:, None, None]
+                si, sj = np.nonzero((seg >= 0) & (seg < len(lut)))
+                obj_z = back.z.copy()
+                near = depth_buffer_to_metric(np.asarray(buf, dtype=np.float32).reshape(w, w)[si, sj],
+                                              cam.near, cam.far)
+                front = near < back.z[si, sj]
+                si, sj = si[front], sj[front]
+                obj_z[si, sj] = near[front]
+                index = np.full((w, w), n, dtype=np.int32)  # n = backdrop
+                index[si, sj] = lut[seg[si, sj]]
+                for i in np.unique(index[si, sj]):
+                    masks[f, i] = index == i
                 shadow_z = None
                 if sun is not None:
                     _, _, _, sbuf, _ = pb.getCameraImage(sun.size, sun.size, sun.view, sun.proj,
@@ -332,8 +350,9 @@ class PyBulletRenderer:
                                                          physicsClientId=client, **unlit)
                     shadow_z = depth_buffer_to_metric(np.asarray(sbuf, dtype=np.float64).reshape(sun.size, sun.size),
                                                       sun.near, sun.far)
-                z = np.where(index < n, obj_z, back.z)
-                depth[f] = np.where(np.isfinite(z), z * ray_len, cam.far).astype(np.float32)
+                z = obj_z
+                depth[f] = static.distance
+                depth[f][si, sj] = z[si, sj] * ray_len[si, sj]
                 rgb[f] = self._shade(scene, back, static, lights, rays, z, index, n,
                                      np.asarray(img, np.uint8).reshape(w, w, 4)[..., :3], shadow_z, sun,
                                      trajectories.positions[f])
@@ -377,12 +396,20 @@ class PyBulletRenderer:
         origin = np.asarray(scene.camera.position, dtype=np.float64)
         surface = back.kind > 0
         points = origin + np.where(surface, back.z, 0.0)[..., None] * rays
+        far_points = np.where(surface[..., None], points, origin + 1e6 * rays)
+        distance = np.minimum(np.where(surface, back.z * np.linalg.norm(rays, axis=-1), np.inf),
+                              scene.camera.far).astype(np.float32)  # the floor beyond the far clip and the sky
+        floor_grid = np.where((back.kind == 1)[..., None], points, np.nan)
         ambient, sun_e, point = self._irradiance(lights, back, points, back.normal)
         keep = (1 - back.fog)[..., None] * surface[..., None] / lights["reference"]
         sun_part = back.albedo * sun_e * keep
         ambient_part = back.albedo * ambient * keep
         color = back.albedo * (ambient + sun_e + point) * keep + back.sky * (1 - keep * lights["reference"])
         color = np.where(surface[..., None], color, back.sky)
+        wall = back.kind == 2  # a studio backdrop is lit evenly, like a cyclorama: it shows its declared colour
+        color[wall] = back.albedo[wall]
+        sun_part[wall] = 0.0
+        ambient_part[wall] = 0.0
         fi, fj = np.nonzero(back.kind == 1)
         if sun is not None and len(fi):
             x, y, _, inside = sun.project(points[fi, fj])
@@ -390,31 +417,37 @@ class PyBulletRenderer:
                         np.clip(np.round(y), 0, sun.size - 1).astype(int), inside)
         else:
             light_xy = (np.zeros(0, int), np.zeros(0, int), np.zeros(0, bool))
-        return _Static(color.astype(np.float32), sun_part.astype(np.float32), ambient_part.astype(np.float32),
-                       _encode(color), (fi, fj), points[fi, fj], light_xy)
+        return _Static(color.astype(np.float32), far_points, distance, floor_grid, sun_part.astype(np.float32),
+                       ambient_part.astype(np.float32), _encode(color), (fi, fj), points[fi, fj], light_xy)
 
     @staticmethod
-    def _floor_occlusion(scene: Scene, static: _Static, index: np.ndarray, n: int,
-                         positions: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Sky occlusion of floor pixels by nearby objects (analytic sphere occlusion), or None."""
-        pts = static.floor_points
-        free = np.ones(len(pts))
-        touched = np.zeros(len(pts), bool)
+    def _floor_occlusion(scene: Scene, static: _Static, positions: np.ndarray, color: np.ndarray,
+                         changed: np.ndarray) -> None:
+        """Take sky light off floor pixels that nearby objects hide (each object a sphere of its size: occlusion
+        cos θ · r²/d²), within the screen window of each object's neighbourhood."""
+        cam = scene.camera
+        w = cam.resolution
+        free = np.ones((w, w))
         for obj, centre in zip(scene.objects, positions):
             r = float(np.prod(obj.half_extents)) ** (1 / 3)
             if centre[2] > 6 * r:
                 continue
-            near = (np.abs(pts[:, 0] - centre[0]) < 6 * r) & (np.abs(pts[:, 1] - centre[1]) < 6 * r)
-            if not near.any():
+            corners = np.array([[centre[0] + a * 6 * r, centre[1] + b * 6 * r, 0.0] for a in (-1, 1) for b in (-1, 1)])
+            uv, zc = cam.project(corners)
+            if np.any(zc <= cam.near):
+                i0, i1, j0, j1 = 0, w, 0, w
+            else:
+                j0, i0 = np.clip(np.floor(uv.min(axis=0)).astype(int) - 1, 0, w)
+                j1, i1 = np.clip(np.ceil(uv.max(axis=0)).astype(int) + 1, 0, w)
+            if i1 <= i0 or j1 <= j0:
                 continue
-            v = centre - pts[near]
-            d2 = np.maximum(np.einsum("kc,kc->k", v, v), r * r)
-            occ = np.clip(v[:, 2] / np.sqrt(d2) * (r * r / d2), 0, 1)
-            free[near] *= 1 - 0.9 * occ
-            touched |= near
-        if not touched.any():
-            return None
-        return touched, (1 - free[touched])
+            v = centre - static.floor_grid[i0:i1, j0:j1]
+            d2 = np.maximum(np.einsum("hwc,hwc->hw", v, v), r * r)
+            occ = np.nan_to_num(np.clip(v[..., 2] / np.sqrt(d2) * (r * r / d2), 0, 1))
+            free[i0:i1, j0:j1] *= 1 - 0.9 * occ
+        ti, tj = np.nonzero(free < 0.999)
+        color[ti, tj] -= static.ambient_part[ti, tj] * (1 - free[ti, tj])[:, None]
+        changed[ti, tj] = True
 
     def _shade(self, scene: Scene, back: Backdrop, static: _Static, lights: dict, rays: np.ndarray, z: np.ndarray,
                index: np.ndarray, n: int, albedo8: np.ndarray, shadow_z: np.ndarray | None,
@@ -426,15 +459,16 @@ class PyBulletRenderer:
         if not is_obj.any():
             return out
         origin = np.asarray(scene.camera.position, dtype=np.float64)
-        surface = (back.kind > 0) | is_obj
-        points = origin + np.where(surface, z, 1e6)[..., None] * rays
+        oi, oj = np.nonzero(is_obj)
+        points = static.points.copy()
+        points[oi, oj] = origin + z[oi, oj, None] * rays[oi, oj]
         color = static.color.copy()
         changed = np.zeros(z.shape, bool)
         # floor shadows: objects seen from the sun, projected onto the floor (the floor casts none)
         if shadow_z is not None and len(static.floor_ij[0]):
             cover = (shadow_z < sun.far - 1e-3).astype(np.float32)
             if self.soft_shadows:
-                cover = ndimage.uniform_filter(cover, size=3, mode="constant")
+                cover = ndimage.uniform_filter(cover, size=2 * sun.soft_radius + 1, mode="constant")
             x, y, inside = static.floor_light
             shade = np.where(inside, cover[y, x], 0.0)
             sel = shade > 0
@@ -443,29 +477,24 @@ class PyBulletRenderer:
             changed[fi, fj] = True
         # contact occlusion of the floor: each object as a sphere of its size, occlusion cos θ · r²/d²
         if self.ambient_occlusion and len(static.floor_ij[0]):
-            occ = self._floor_occlusion(scene, static, index, n, frame_positions)
-            if occ is not None:
-                sel, amount = occ
-                fi, fj = static.floor_ij[0][sel], static.floor_ij[1][sel]
-                color[fi, fj] -= static.ambient_part[fi, fj] * amount[:, None]
-                changed[fi, fj] = True
+            self._floor_occlusion(scene, static, frame_positions, color, changed)
         # objects
-        oi, oj = np.nonzero(is_obj)
-        normal = _normals_at(points, np.where(surface, z, 1e6), index, rays, oi, oj)
+        zs = np.where(np.isfinite(z), z, 1e6)
+        normal = _normals_at(points, zs, index, rays, oi, oj)
         p = points[oi, oj]
         ambient, sun_e, point = self._irradiance(lights, back, p, normal)
         vis = np.ones(len(oi))
         if shadow_z is not None:
             x, y, d, inside = sun.project(p)
             lit = np.zeros(len(oi))
-            taps = _PCF if self.soft_shadows else [(0.0, 0.0)]
+            taps = [(a * sun.soft_radius, b * sun.soft_radius) for a, b in _PCF] if self.soft_shadows else [(0, 0)]
             for ox, oy in taps:
                 xi = np.clip(np.round(x + ox).astype(int), 0, sun.size - 1)
                 yi = np.clip(np.round(y + oy).astype(int), 0, sun.size - 1)
                 lit += shadow_z[yi, xi] >= d - sun.bias
             vis = np.where(inside, lit / len(taps), 1.0)
         if self.ambient_occlusion:
-            ao = _ambient_occlusion(points, np.where(surface, z, 1e6), scene.camera.focal_px, oi, oj, normal)
+            ao = _ambient_occlusion(points, zs, scene.camera.focal_px, oi, oj, normal)
         else:
             ao = np.ones(len(oi))
         albedo = srgb_to_linear(albedo8[oi, oj].astype(np.float32) / 255.0)
