@@ -198,3 +198,29 @@ def dataclasses_replace(obj, **changes):
     import dataclasses
 
     return dataclasses.replace(obj, **changes)
+
+
+def test_kubric_drop_records_the_asset_and_background_of_each_clip(tmp_path, monkeypatch):
+    """``--asset-dir`` and ``--background-dir`` reach the scenes; each clip's json and the card name them."""
+    from vidalign.builder import BuildOptions
+    from vidalign.runner import run_build
+    from vidalign.shards import iter_tar_samples
+
+    monkeypatch.setenv("VIDALIGN_CACHE", str(tmp_path / "cache"))
+    write_gso(tmp_path / "gso")
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    Image.fromarray(np.full((8, 16, 3), 140, np.uint8)).save(maps / "grey_day.png")
+    out = tmp_path / "ds"
+    (tmp_path / "scene.json").write_text(json.dumps({"builtin_assets": False, "max_tower": 0, "settle_frames": 0}))
+    run_build("kubric-drop", {"num_samples": 1, "resolution": 32, "frames": 2, "asset_dir": str(tmp_path / "gso"),
+                              "background_dir": str(maps), "scene_config": str(tmp_path / "scene.json")},
+              BuildOptions(out=out, seed=0, samples_per_shard=1, progress=False))
+    (sample,) = [s for p in sorted((out / "data" / "train").glob("*.tar")) for s in iter_tar_samples(p)]
+    meta = sample["json"]
+    assert meta["background_id"] == "env/grey_day" and meta["background"]["env_map"].endswith("grey_day.png")
+    assert set(meta["assets"]) == {o["asset_id"] for o in meta["objects"]} == {"gso/Toy_Cube_7"}
+    assert meta["objects"][0]["texture"].endswith("materials/textures/texture.png")
+    assert meta["scene_config"]["asset_dir"] == str(tmp_path / "gso")
+    card = (out / "README.md").read_text()
+    assert "`gso`" in card and "`maps`" in card and "background_id" in card and "contact model `kubric`" in card

@@ -13,6 +13,7 @@ from vidalign.simulation.backgrounds import (
     folder_backgrounds,
     ground_texture,
     procedural_backgrounds,
+    read_env_map,
     read_hdr,
     sky_map,
     srgb_to_linear,
@@ -141,3 +142,13 @@ def test_procedural_backgrounds_are_deterministic_and_used_by_default(tiny_confi
     studio = sample_scene(tiny_config(backgrounds="studio"), 0)
     assert studio.background.has_wall and studio.background.env_map is None
     assert DropSceneConfig().backgrounds == "procedural"
+
+
+def test_exr_maps_are_read(tmp_path):
+    exr = pytest.importorskip("OpenEXR")
+    rgb = np.random.default_rng(0).uniform(0, 5, (4, 8, 3)).astype(np.float32)
+    header = {"compression": exr.ZIP_COMPRESSION, "type": exr.scanlineimage}
+    with exr.File(header, {"R": rgb[..., 0].copy(), "G": rgb[..., 1].copy(), "B": rgb[..., 2].copy()}) as f:
+        f.write(str(tmp_path / "sky.exr"))
+    (bg,) = folder_backgrounds(str(tmp_path))
+    assert bg.id == "env/sky" and np.allclose(read_env_map(bg.env_map), rgb)
