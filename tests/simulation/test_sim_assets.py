@@ -3,6 +3,7 @@
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 from vidalign.errors import VidalignError
 from vidalign.simulation.asset_folders import folder_assets
 from vidalign.simulation.config import DropSceneConfig
-from vidalign.simulation.meshes import mesh_info
+from vidalign.simulation.meshes import cache_dir, convex_decomposition, mesh_info, read_obj
 from vidalign.simulation.physics import collider_kind, simulate
 from vidalign.simulation.render import render
 from vidalign.simulation.scene import SceneObject
@@ -170,10 +171,9 @@ def cup_obj(path) -> str:
     return str(path)
 
 
-def test_a_cup_stays_hollow(tmp_path, scene_of, primitive, monkeypatch):
+def test_a_cup_stays_hollow(tmp_path, scene_of, primitive):
     """A concave mesh without a collision mesh gets a (cached) V-HACD decomposition, so a ball dropped into a cup
     ends inside it, not on a lid that one convex hull would add."""
-    monkeypatch.setenv("VIDALIGN_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cups").mkdir()
     mesh = cup_obj(tmp_path / "cups" / "cup.obj")
     (asset,) = folder_assets(str(tmp_path / "cups"))
@@ -182,13 +182,14 @@ def test_a_cup_stays_hollow(tmp_path, scene_of, primitive, monkeypatch):
                                                          + 2 * 0.12 * 0.02 * 0.1)
     cup = dataclasses_replace(object_of(asset, (0.0, 0.0, 0.061)), role="tower", tower_of=1)
     ball = primitive(1, "sphere", (0.03,) * 3, (0.0, 0.0, 0.4), density=1.0)  # Kubric's density, as the cup's
-    config = DropSceneConfig(num_frames=20, resolution=64, settle_frames=5, vhacd_resolution=20_000)
+    config = DropSceneConfig(num_frames=20, resolution=64, settle_frames=5, vhacd_resolution=10_000)
     assert collider_kind(cup, config.decompose) == "decomposition"
     traj = simulate(scene_of([cup, ball], config))
     inside = traj.positions[-1, 1] - traj.positions[-1, 0] + (0.0, 0.0, 0.06)  # in the cup's mesh frame
     assert 0.02 < inside[2] < 0.12  # on the cup's bottom, below the rim
     assert np.abs(inside[:2]).max() < 0.06 - 0.03 + 0.005
-    assert (tmp_path / "cache" / "vhacd").is_dir() and any((tmp_path / "cache" / "vhacd").iterdir())
+    parts = convex_decomposition(mesh, resolution=10_000)  # cached under the mesh's hash: computed once
+    assert Path(parts).parent == cache_dir() / "vhacd" and read_obj(parts).parts > 1
     hull = DropSceneConfig(num_frames=20, resolution=64, settle_frames=5, decompose=False)
     lid = simulate(scene_of([cup, ball], hull))
     assert lid.positions[-1, 1, 2] - lid.positions[-1, 0, 2] + 0.06 > 0.12  # one hull: it lands on a lid
