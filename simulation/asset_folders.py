@@ -56,8 +56,9 @@ def _read_names(root: Path) -> dict[str, str]:
 def gso_name(key: str) -> str:
     """A prompt name from a Google Scanned Objects id: ``"Ecoforms_Plant_Container_12"`` → ``"ecoforms plant
     container"`` (digits and trailing size codes dropped)."""
-    words = humanize(key).split()
-    while len(words) > 1 and (len(words[-1]) <= 2 or words[-1] in {"oz", "cm", "mm", "in", "pack", "inch"}):
+    units = {"oz", "cm", "mm", "in", "pack", "inch", "ct", "pk"}
+    words = [w for w in humanize(key).split() if len(w) > 1 and w not in units] or humanize(key).split()
+    while len(words) > 1 and len(words[-1]) <= 2:
         words.pop()
     return " ".join(words)
 

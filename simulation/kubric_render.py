@@ -10,8 +10,9 @@ PyBullet renderer draws.
 
 Outputs match :class:`~vidalign.simulation.render.Rendering`: RGB from Blender's PNGs, depth as the distance to
 the camera centre (Blender's z-depth from the EXR ``Depth`` pass, converted as Kubric's ``camera.z_to_depth``),
-visible masks from the rank-0 object cryptomatte. Textures and environment maps are not passed to Kubric yet
-(objects show their palette colour, the backdrop is the studio floor and wall colour). kubric 0.1.1 needs the
+visible masks from the rank-0 object cryptomatte. Textured meshes keep the material Blender imports from their
+``.mtl`` (as the authors' GSO objects do); environment maps are not passed to Kubric yet (the backdrop is the
+background's floor and wall colour). kubric 0.1.1 needs the
 patches in :mod:`vidalign.simulation.kubric_compat`.
 """
 
@@ -81,6 +82,8 @@ class KubricRenderer:
         out = []
         for obj in scene.objects:
             common = {"name": f"object_{obj.index:02d}", "material": _material(kb, obj)}
+            if obj.shape == "mesh" and obj.texture:  # as the authors' GSO objects: keep the .mtl's textured material
+                del common["material"]
             if obj.shape == "sphere":
                 kobj = kb.Sphere(scale=obj.half_extents[0], **common)
             elif obj.shape == "box":
