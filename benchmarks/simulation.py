@@ -3,8 +3,11 @@
 Lines printed (all measured in this run, on the same scenes):
 
 1. clips per minute per core at 256², 32 frames for the full pipeline (sample, simulate, render RGB + depth +
-   masks, encode mp4, build the json, write a shard) and for the bare PyBullet loop (one client: pre-settle, then
-   15 steps + one TinyRenderer image per frame), and their overhead ratio (target ≤ 1.3);
+   masks, encode mp4, build the json, write a shard) and for the bare PyBullet loop (one client with the same
+   contact settings: pre-settle, then 15 steps + PyBullet's own lit TinyRenderer image of floor, wall and objects
+   with shadows per frame), and their overhead ratio (target ≤ 1.3); also against a loop making only the two
+   unlit TinyRenderer images the renderer asks for (camera + shadow map): what the numpy shading, the encoding
+   and the shard cost on top of the engine's work;
 2. scaling of the full pipeline with 2 worker processes vs 1 (target ≥ 1.8×; workers are started and warmed
    before timing, so this is the steady-state speed-up a long build sees);
 3. PyBullet renderer vs Kubric/Cycles at the authors' settings (64 samples per pixel, denoised, CPU) on the
@@ -36,31 +39,42 @@ def _since(t0: tuple[float, float]) -> np.ndarray:
     return np.array([time.perf_counter() - t0[0], time.process_time() - t0[1]])
 
 
-def bare_loop(scene) -> np.ndarray:
-    """The baseline: one PyBullet client doing physics and TinyRenderer images, nothing else (same settling rule)."""
-    from vidalign.simulation.physics import _at_rest, collision_shape, direct_client
+def bare_loop(scene, images: str = "lit") -> np.ndarray:
+    """The baseline: one PyBullet client doing the physics and TinyRenderer images, nothing else (same contact
+    settings and settling), then per frame 15 steps and either ``lit``: PyBullet's own lit image of the floor, wall
+    and objects with its shadows (what one gets straight out of PyBullet, the baseline before the renderer was
+    rewritten), or ``passes``: only the two unlit images the renderer asks TinyRenderer for (camera + shadow map)."""
+    import math
+
+    from vidalign.simulation.physics import _at_rest, collision_shape, configure_engine, direct_client
     from vidalign.simulation.render import add_backdrop, visual_shape
 
     cfg, cam, light = scene.config, scene.camera, scene.lighting
     t0 = _clock()
     with direct_client() as (pb, c):
+        configure_engine(pb, c, cfg.contact_model)
         pb.setGravity(0, 0, cfg.gravity, physicsClientId=c)
         pb.setTimeStep(1 / cfg.physics_hz, physicsClientId=c)
         # the collision plane gets a tiny hidden visual: without one TinyRenderer draws the collision shape
         hidden = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[0.01] * 3, visualFramePosition=[0, 0, -10],
                                       physicsClientId=c)
         pb.createMultiBody(0, pb.createCollisionShape(pb.GEOM_PLANE, physicsClientId=c), hidden, physicsClientId=c)
-        add_backdrop(pb, c, scene)
+        if images == "lit":
+            add_backdrop(pb, c, scene)
 
         def add(obj):
             body = pb.createMultiBody(obj.mass, collision_shape(pb, c, obj), visual_shape(pb, c, obj),
-                                      list(obj.position), list(obj.orientation), physicsClientId=c)
+                                      list(obj.position), list(obj.orientation), useMaximalCoordinates=True,
+                                      physicsClientId=c)
             pb.changeDynamics(body, -1, lateralFriction=obj.friction, restitution=obj.restitution,
-                              linearDamping=0, angularDamping=0, physicsClientId=c)
+                              linearDamping=0, angularDamping=0, contactProcessingThreshold=0, physicsClientId=c)
+            if obj.texture:
+                pb.changeVisualShape(body, -1, textureUniqueId=pb.loadTexture(obj.texture, physicsClientId=c),
+                                     physicsClientId=c)
             return body
 
         towers = [add(o) for o in scene.objects if o.role == "tower"]
-        for _ in range(cfg.settle_frames if towers else 0):
+        for _ in range(cfg.settle_frames + 1 if towers else 0):
             for _ in range(cfg.substeps):
                 pb.stepSimulation(physicsClientId=c)
             if cfg.settle_until_rest and _at_rest(pb, c, towers):
@@ -69,12 +83,22 @@ def bare_loop(scene) -> np.ndarray:
             add(o)
         view = pb.computeViewMatrix(list(cam.position), list(cam.target), [0, 0, 1], physicsClientId=c)
         proj = pb.computeProjectionMatrixFOV(cam.fov_deg, 1.0, cam.near, cam.far, physicsClientId=c)
-        for f in range(cfg.num_frames):
+        to_sun = np.asarray(light.light_direction) / np.linalg.norm(light.light_direction)
+        sun_view = pb.computeViewMatrix((to_sun * 201).tolist(), [0, 0, 0.5], [0, 0, 1], physicsClientId=c)
+        sun_proj = pb.computeProjectionMatrixFOV(2 * math.degrees(math.atan(1.5 / 200)), 1.0, 199, 203,
+                                                 physicsClientId=c)
+        for f in range(cfg.first_frame + cfg.num_frames):
             if f:
                 for _ in range(cfg.substeps):
                     pb.stepSimulation(physicsClientId=c)
-            pb.getCameraImage(cam.resolution, cam.resolution, view, proj, renderer=pb.ER_TINY_RENDERER,
-                              lightDirection=list(light.light_direction), shadow=1, physicsClientId=c)
+            if f >= cfg.first_frame and images == "lit":
+                pb.getCameraImage(cam.resolution, cam.resolution, view, proj, renderer=pb.ER_TINY_RENDERER,
+                                  lightDirection=list(light.light_direction), shadow=1, physicsClientId=c)
+            elif f >= cfg.first_frame:
+                pb.getCameraImage(cam.resolution, cam.resolution, view, proj, renderer=pb.ER_TINY_RENDERER,
+                                  shadow=0, physicsClientId=c)
+                pb.getCameraImage(256, 256, sun_view, sun_proj, renderer=pb.ER_TINY_RENDERER, shadow=0,
+                                  flags=pb.ER_NO_SEGMENTATION_MASK, physicsClientId=c)
     return _since(t0)
 
 
@@ -130,17 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(1, args.num_scenes + 1))
     out = tempfile.mkdtemp(prefix="vidalign_bench_sim_")
     full_pipeline(DropSceneConfig(resolution=32, num_frames=2), 0, out)  # warm caches and imports
-    bare, full = [], []
+    bare, passes, full = [], [], []
     for s in seeds:
         scene = sample_scene(config, s)
         bare.append(bare_loop(scene))
+        passes.append(bare_loop(scene, "passes"))
         full.append(full_pipeline(config, s, out))
-    (wb, cb), (wf, cf) = sum(bare), sum(full)
+    (wb, cb), (wp, cp), (wf, cf) = sum(bare), sum(passes), sum(full)
     n = len(seeds)
     print(f"[1] {args.resolution}², {args.frames} frames, {n} scenes, per core (CPU time): full pipeline "
           f"{60 * n / cf:.1f} clips/min ({cf / n:.2f} s/clip), bare pybullet step+render loop {60 * n / cb:.1f} "
           f"clips/min ({cb / n:.2f} s/clip); overhead ratio {cf / cb:.2f} (target ≤ 1.3); "
           f"wall-clock ratio {wf / wb:.2f}; load average {os.getloadavg()[0]:.1f}")
+    print(f"[1b] against the renderer's own TinyRenderer passes only ({60 * n / cp:.1f} clips/min, {cp / n:.2f} "
+          f"s/clip): ratio {cf / cp:.2f} (numpy shading, mp4, json and shard on top of the engine's work); "
+          f"wall-clock ratio {wf / wp:.2f}")
 
     if not args.skip_scaling:
         clips = list(range(100, 100 + args.scaling_clips))

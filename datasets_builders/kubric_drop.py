@@ -9,9 +9,9 @@ as the authors' PSFT data and PisaBench's two simulated test sets. Each sample i
 
 Members: ``mp4`` (H.264, ``fps``), ``mask.npz`` (``mask``: bool [V, N, H, W], visible masks; tower
 objects first, droppers last, the last channel is the dropping object PisaBench scores), ``depth.npy``
-(float16 [V, H, W], metric z-depth in metres) and ``json`` (seed, full scene config, camera intrinsics
-and extrinsics, objects with asset, mesh, scale, mass, friction, restitution, initial pose and per-frame
-trajectory, contact events, prompt and caption).
+(float16 [V, H, W], metres from the camera centre, as Kubric's ``depth``) and ``json`` (seed, full scene
+config, camera intrinsics and extrinsics, background, objects with asset, mesh, texture, scale, mass, friction,
+restitution, collider, pose at release and per-frame trajectory, contact events, prompt and caption).
 """
 
 from __future__ import annotations
@@ -88,8 +88,12 @@ class KubricDropBuilder(Builder):
         caption: Literal["prompt", "constant"] = field(
             default="prompt", metadata={"help": "json caption: the PISA-style prompt, or the authors' constant "
                                                 "training caption 'a video of an object dropping'"})
-        asset_dir: str | None = field(default=None, metadata={"help": "folder of extra .obj meshes (e.g. Google "
-                                                                       "Scanned Objects) used as the 'user' category"})
+        asset_dir: str | None = field(default=None, metadata={
+            "help": "asset folder used as the 'user' category: Google Scanned Objects as published, Kubric assets "
+                    "(manifest .json + <id>.tar.gz or folders), or .obj meshes"})
+        background_dir: str | None = field(default=None, metadata={
+            "help": "folder of equirectangular environment maps (.hdr/.exr/.png/.jpg, or a Kubric HDRI manifest) "
+                    "used as backdrop and light; default: procedural skies and ground textures"})
         scene_config: str | None = field(default=None, metadata={"help": "YAML/JSON file of DropSceneConfig "
                                                                           "fields overriding the authors' defaults"})
 
@@ -111,6 +115,8 @@ class KubricDropBuilder(Builder):
                              split=_OBJECT_SPLIT[self.split])
             if self.asset_dir is not None:
                 overrides["asset_dir"] = self.asset_dir
+            if self.background_dir is not None:
+                overrides["background_dir"] = self.background_dir
             return DropSceneConfig.from_dict(overrides, source=self.scene_config or "kubric-drop")
 
         def renderer_options(self) -> dict:
@@ -160,12 +166,29 @@ class KubricDropBuilder(Builder):
 
     def card_body(self, manifest: dict, folder: Path) -> str:
         a = self.args
+        sc = a.scene()
+        assets = "built-in pybullet_data meshes and primitives" if sc.builtin_assets else ""
+        if sc.asset_dir:
+            assets = (assets + " and " if assets else "") + f"the asset folder `{Path(sc.asset_dir).name}`"
+        backgrounds = (f"environment maps from `{Path(sc.background_dir).name}`" if sc.background_dir
+                       else f"{sc.backgrounds} backgrounds (generated skies and ground textures)"
+                       if sc.backgrounds != "studio" else "studio floors and walls")
         lines = ["## Drop simulation", "",
                  f"Config `{a.split}` (HF split `{hf_split(a.split)}`): {a.frames} frames at {a.fps} fps, "
                  f"{a.resolution}×{a.resolution}, renderer `{a.renderer}`, objects from the "
-                 f"`{_OBJECT_SPLIT[a.split]}` split. Masks are visible per-object masks, tower objects first and "
-                 "droppers last (the last channel is the dropping object PisaBench scores); depth is metric "
-                 "z-depth in metres. `vidalign export pisabench <folder> <out>` writes PisaBench's layout.", ""]
+                 f"`{_OBJECT_SPLIT[a.split]}` split of {assets}, {backgrounds} (seen/unseen split as Kubric's "
+                 "`get_test_split`: `default_rng(42)`, 10 % held out per source). Each clip's `json` names its "
+                 "assets (`assets`, `objects[].asset_id`) and background (`background_id`, `background`). Masks are "
+                 "visible per-object masks, tower objects first and droppers last (the last channel is the "
+                 "dropping object PisaBench scores); depth is the distance to the camera centre in metres "
+                 "(Kubric's `depth`). `vidalign export pisabench <folder> <out>` writes PisaBench's layout.", "",
+                 f"Physics as the authors' released generator (PISA `sim_data/run.py` on Kubric's PyBullet "
+                 f"simulator) unless stated: frame 0 is {sc.first_frame}/{sc.fps} s after release; contact model "
+                 f"`{sc.contact_model}`; towers settled {sc.settle_frames} frames"
+                 f"{' (stopping once at rest)' if sc.settle_until_rest else ''}; dropper lift rule `{sc.lift_rule}`; "
+                 f"object scale `{sc.object_scale}`; density {sc.density:g} kg/m³ (the released code's mass = "
+                 f"volume × 1.0{'' if sc.density == 1.0 else '; changed here'}); prompts in the `{sc.prompt_style}` "
+                 "style.", ""]
         if (Path(folder) / "previews" / "kubric_drop.png").exists():
             lines += ["![preview](previews/kubric_drop.png)", ""]
         return "\n".join(lines)

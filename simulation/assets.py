@@ -1,31 +1,36 @@
-"""Offline assets for drop scenes: meshes, primitives, colours, materials and backgrounds.
+"""Assets for drop scenes: object kinds (meshes with textures, primitives), colours, materials, and the catalogue.
 
-The authors drew Google Scanned Objects and HDRI backgrounds from a cloud bucket; here everything
-ships with ``pybullet_data`` (named meshes such as the duck, mug, teddy bear, soccer ball, jenga block
-and lego brick; 1000 procedural objects under ``random_urdfs/``) plus analytic primitives, so a build
-runs with no network. A user folder of ``.obj`` meshes (e.g. Google Scanned Objects downloaded
-elsewhere) plugs in as the ``user`` category. Objects are recoloured from a named palette so that the
-prompt ("A red mug falls.") matches the pixels.
+Built in (no network): meshes that ship with ``pybullet_data`` at their real sizes (rubber duck, mug,
+teddy bear, soccer ball, jenga block, lego brick, …; 1000 procedural objects under ``random_urdfs/``), with
+their textures, and analytic primitives. Asset folders in the layouts people have plug in through
+``asset_dir`` (see :mod:`vidalign.simulation.asset_folders`): Google Scanned Objects as published, Kubric's
+asset format with its manifest, or any folder of ``.obj`` meshes. Backgrounds come from
+:mod:`vidalign.simulation.backgrounds`. Objects without a texture are coloured from a named palette.
 
-Seen/unseen split (deterministic 90/10, as the authors' ``get_test_split(fraction=0.1)``): within each
-category, ids are ranked by ``sha256(id)`` and the first ``max(1, round(0.1 n))`` (for n >= 2) are
-*unseen*, so every category with two or more members contributes to both splits.
+Seen/unseen split, as the authors' Kubric ``AssetSource.get_test_split(fraction=0.1)``: within each source
+(one asset folder, or one built-in group), ``np.random.default_rng(42).choice(sorted ids, round(0.1 n),
+replace=False)`` are held out ("unseen"); the same rule splits backgrounds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from vidalign.errors import ConfigError, InputError
+from vidalign.simulation.meshes import (  # noqa: F401  (re-exported: the mesh helpers used to live here)
+    MAX_HULL_POINTS,
+    MeshInfo,
+    farthest_points,
+    mesh_info,
+    obj_texture,
+    read_obj_vertices,
+)
 
 CATEGORIES = ("object", "procedural", "primitive", "user")
 SHAPES = ("mesh", "sphere", "box", "cylinder")
@@ -45,77 +50,71 @@ MATERIALS: dict[str, dict[str, float]] = {
     "metal": {"roughness": 0.2, "metallic": 1.0, "specular": 0.9},
 }
 
-# pybullet_data meshes with prompt names: (id, name, visual mesh, collision mesh or None)
-_BUILTIN_MESHES: tuple[tuple[str, str, str, str | None], ...] = (
-    ("duck", "rubber duck", "duck.obj", "duck_vhacd.obj"),
-    ("teddy", "teddy bear", "teddy2_VHACD_CHs.obj", None),
-    ("mug", "mug", "objects/mug.obj", "objects/mug_col.obj"),
-    ("soccer_ball", "soccer ball", "soccerball.obj", None),
-    ("jenga", "jenga block", "jenga/jenga.obj", None),
-    ("lego", "lego brick", "lego/lego.obj", "lego/lego_vhacd.obj"),
-    ("bunny", "toy bunny", "bunny.obj", None),
-    ("torus", "ring", "torus/torus_textured.obj", None),
-    ("domino", "domino", "domino/domino.obj", None),
-    ("toy_cylinder", "peg", "toys/cylinder.obj", None),
-    ("prism", "triangular prism", "toys/prism.obj", None),
-    ("toy_cube", "toy cube", "toys/cube.obj", None),
-    ("shape_sorter", "shape sorter", "toys/shape_sorter.obj", None),
-    ("concave_box", "open box", "toys/concave_box.obj", None),
-    ("tray", "tray", "tray/tray_textured2.obj", None),
+# pybullet_data meshes: (id, prompt name, visual mesh, collision mesh or None, native vertex scale to metres).
+# The scale gives each its real size (a 22 cm soccer ball, a 10 cm rubber duck, a 7.5 cm jenga block), from
+# the pybullet_data URDF where it has a sensible one.
+_BUILTIN_MESHES: tuple[tuple[str, str, str, str | None, tuple[float, float, float]], ...] = (
+    ("duck", "rubber duck", "duck.obj", "duck_vhacd.obj", (0.06,) * 3),
+    ("teddy", "teddy bear", "teddy2_VHACD_CHs.obj", None, (0.25,) * 3),
+    ("mug", "mug", "objects/mug.obj", "objects/mug_col.obj", (1.0,) * 3),
+    ("soccer_ball", "soccer ball", "soccerball.obj", None, (0.22,) * 3),
+    ("jenga", "jenga block", "jenga/jenga.obj", None, (0.075, 0.025, 0.015)),
+    ("lego", "lego brick", "lego/lego.obj", "lego/lego_vhacd.obj", (0.1,) * 3),
+    ("bunny", "toy bunny", "bunny.obj", None, (0.08,) * 3),
+    ("torus", "ring", "torus/torus_textured.obj", None, (0.08,) * 3),
+    ("domino", "domino", "domino/domino.obj", None, (1.0,) * 3),
+    ("toy_cylinder", "peg", "toys/cylinder.obj", None, (1.0,) * 3),
+    ("prism", "triangular prism", "toys/prism.obj", None, (1.0,) * 3),
+    ("toy_cube", "toy cube", "toys/cube.obj", None, (1.0,) * 3),
+    ("shape_sorter", "shape sorter", "toys/shape_sorter.obj", None, (0.5,) * 3),
+    ("concave_box", "open box", "toys/concave_box.obj", None, (0.15,) * 3),
 )
 _PRIMITIVES = (("sphere", "ball", "sphere"), ("box", "box", "box"), ("cylinder", "cylinder", "cylinder"))
 _NUM_PROCEDURAL = 1000
-
-# floors and walls for procedural backgrounds: (name, rgb, texture under pybullet_data or None)
-_FLOORS = (
-    ("gray", (0.55, 0.55, 0.55), None), ("beige", (0.80, 0.72, 0.58), None),
-    ("white", (0.88, 0.88, 0.86), None), ("green", (0.35, 0.50, 0.32), None),
-    ("slate", (0.30, 0.33, 0.38), None), ("checker", (0.60, 0.50, 0.42), "checker_grid.jpg"),
-    ("blue checker", (0.45, 0.55, 0.75), "checker_blue.png"), ("wood", (0.55, 0.40, 0.25), "table/table.png"),
-    ("light wood", (0.78, 0.62, 0.42), "jenga/jenga.png"),
-)
-_WALLS = (
-    ("white", (0.90, 0.90, 0.90)), ("light gray", (0.72, 0.72, 0.74)), ("sky blue", (0.60, 0.72, 0.90)),
-    ("beige", (0.85, 0.80, 0.68)), ("dark gray", (0.32, 0.32, 0.34)), ("pale green", (0.70, 0.82, 0.68)),
-)
-
-
-# per-mesh anisotropic base scale, from the pybullet_data URDFs (the jenga OBJ is a unit cube)
-_ASPECT = {"jenga": (0.15, 0.05, 0.03)}
+_PROCEDURAL_SCALE = (0.015,) * 3  # random_urdfs/*.urdf mesh scale
 UNSEEN_FRACTION = 0.1
 
 
-def _rank_key(item_id: str) -> str:
-    return hashlib.sha256(item_id.encode("utf-8")).hexdigest()
-
-
 def holdout(ids: list[str], fraction: float = UNSEEN_FRACTION) -> set[str]:
-    """The unseen ids of one group: the ``max(1, round(fraction n))`` lowest by sha256 (none if n < 2)."""
-    if len(ids) < 2:
+    """The held-out ("unseen") ids of one asset source, as Kubric's ``AssetSource.get_test_split`` draws them:
+    ``np.random.default_rng(42).choice(sorted(ids), int(round(n · fraction)), replace=False)``."""
+    ids = sorted(ids)
+    size = int(round(len(ids) * fraction))
+    if size == 0:
         return set()
-    k = max(1, round(fraction * len(ids)))
-    return set(sorted(ids, key=_rank_key)[:k])
+    return {str(i) for i in np.random.default_rng(42).choice(ids, size=size, replace=False)}
 
 
 @dataclass(frozen=True)
 class Asset:
-    """One object kind: a mesh file pair or an analytic primitive."""
+    """One object kind: a mesh (with its texture and collider) or an analytic primitive."""
 
     id: str
     name: str
     category: str
     shape: str
     mesh: str | None = None  # visual mesh (absolute path)
-    collision_mesh: str | None = None  # defaults to ``mesh``
+    collision_mesh: str | None = None  # convex parts for the collider (e.g. Kubric's collision_geometry.obj)
     ref: str | None = None  # portable mesh reference written to metadata
-    aspect: tuple[float, float, float] = (1.0, 1.0, 1.0)  # base scale applied before size normalisation
+    native_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)  # mesh units → metres at the object's real size
     split: str = "seen"
     texture: str | None = None  # albedo image (absolute path) mapped with the visual mesh's UVs
+    volume: float | None = None  # native volume in m³ when the source states it (Kubric's data.json)
+    source: str = "builtin/object"  # the group the seen/unseen split is drawn in (one asset folder = one source)
+    key: str = ""  # id within its source (Kubric asset id / GSO folder name): what the split draws
+    description: str | None = None
 
 
 @dataclass(frozen=True)
 class Background:
-    """A floor and a backdrop wall (the offline stand-in for the authors' HDRI domes)."""
+    """Where the objects fall: an environment map seen behind them and lighting them, over a floor; or a
+    studio floor with a coloured backdrop wall.
+
+    With ``env_map`` set there is no wall: the map (equirectangular, z up) is the backdrop and the light;
+    ``wall_rgb`` is then its mean horizon colour (for renderers that cannot show maps). The floor shows
+    ``floor_texture`` when set (tiled every ``floor_tile_m`` metres), else, with an env map, the map's lower
+    hemisphere projected onto the ground as Kubric's dome does, else ``floor_rgb``.
+    """
 
     id: str
     floor_rgb: tuple[float, float, float]
@@ -124,82 +123,13 @@ class Background:
     split: str = "seen"
     # equirectangular environment image (absolute path; .hdr/.exr/.png/.jpg, z up): light and visible backdrop
     env_map: str | None = None
-
-
-MAX_HULL_POINTS = 128  # collider size cap: a 3600-vertex hull steps ~15x slower than a 128-vertex one
-
-
-@dataclass(frozen=True)
-class MeshInfo:
-    """Unscaled geometry of a mesh: AABB of the visual mesh, and the collider.
-
-    The collider is the convex hull of the collision mesh, reduced to at most :data:`MAX_HULL_POINTS`
-    vertices by farthest-point sampling (deterministic); the mass uses its volume.
-    """
-
-    lo: tuple[float, float, float]
-    hi: tuple[float, float, float]
-    hull_volume: float
-    hull_points: tuple[tuple[float, float, float], ...] = ()
+    floor_tile_m: float = 1.0  # floor texture repeat, metres
+    source: str = "builtin"
+    ref: str | None = None  # portable reference written to metadata
 
     @property
-    def centre(self) -> np.ndarray:
-        return (np.asarray(self.lo) + np.asarray(self.hi)) / 2
-
-    @property
-    def extent(self) -> np.ndarray:
-        return np.asarray(self.hi) - np.asarray(self.lo)
-
-
-def farthest_points(points: np.ndarray, k: int) -> np.ndarray:
-    """``k`` well-spread points (farthest-point sampling from the first point; deterministic)."""
-    if len(points) <= k:
-        return points
-    chosen = [0]
-    dist = np.linalg.norm(points - points[0], axis=1)
-    for _ in range(k - 1):
-        i = int(dist.argmax())
-        chosen.append(i)
-        dist = np.minimum(dist, np.linalg.norm(points - points[i], axis=1))
-    return points[chosen]
-
-
-def read_obj_vertices(path: str) -> np.ndarray:
-    """Vertex positions ``[V, 3]`` of a Wavefront OBJ (only ``v`` lines are read)."""
-    rows = []
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("v "):
-                    parts = line.split()
-                    rows.append((float(parts[1]), float(parts[2]), float(parts[3])))
-    except OSError as exc:
-        raise InputError(path, None, f"cannot read mesh ({exc})", "check the asset folder") from exc
-    except (ValueError, IndexError) as exc:
-        raise InputError(path, None, f"malformed vertex line ({exc})", "re-export the mesh as OBJ") from exc
-    if len(rows) < 4:
-        raise InputError(path, None, f"mesh has {len(rows)} vertices", "use a closed mesh with >= 4 vertices")
-    return np.asarray(rows, dtype=np.float64)
-
-
-@functools.lru_cache(maxsize=4096)
-def mesh_info(mesh: str, collision_mesh: str | None = None) -> MeshInfo:
-    """Geometry of a mesh pair, cached per process (the files are immutable inputs)."""
-    from scipy.spatial import ConvexHull, QhullError
-
-    verts = read_obj_vertices(mesh)
-    lo, hi = verts.min(axis=0), verts.max(axis=0)
-    coll = verts if collision_mesh in (None, mesh) else read_obj_vertices(collision_mesh)
-    if not np.all(hi - lo > 0):
-        raise InputError(mesh, None, "mesh is flat along an axis", "use a solid mesh")
-    try:
-        hull = coll[ConvexHull(coll).vertices]
-        points = farthest_points(hull, MAX_HULL_POINTS)
-        volume = float(ConvexHull(points).volume)
-    except QhullError as exc:
-        raise InputError(collision_mesh or mesh, None, f"no convex hull ({str(exc).splitlines()[0]})",
-                         "use a solid (non-flat) mesh") from exc
-    return MeshInfo(tuple(lo.tolist()), tuple(hi.tolist()), volume, tuple(map(tuple, points.tolist())))
+    def has_wall(self) -> bool:
+        return self.env_map is None
 
 
 def pybullet_data_dir() -> str:
@@ -211,27 +141,23 @@ def pybullet_data_dir() -> str:
 def _builtin_assets() -> list[Asset]:
     root = pybullet_data_dir()
     out = []
-    for key, name, visual, collision in _BUILTIN_MESHES:
+    for key, name, visual, collision, scale in _BUILTIN_MESHES:
         path = os.path.join(root, visual)
         if not os.path.exists(path):  # tolerate a trimmed pybullet_data
             continue
         coll = os.path.join(root, collision) if collision else None
         out.append(Asset(f"pybullet_data/{key}", name, "object", "mesh", path, coll, f"pybullet_data/{visual}",
-                         _ASPECT.get(key, (1.0, 1.0, 1.0))))
+                         scale, texture=obj_texture(path), source="builtin/object", key=key))
     for i in range(_NUM_PROCEDURAL):
         rel = f"random_urdfs/{i:03d}/{i:03d}.obj"
         path = os.path.join(root, rel)
         if os.path.exists(path):
             out.append(Asset(f"pybullet_data/random_{i:03d}", "toy piece", "procedural", "mesh", path, None,
-                             f"pybullet_data/{rel}"))
+                             f"pybullet_data/{rel}", _PROCEDURAL_SCALE, source="builtin/procedural",
+                             key=f"{i:03d}"))
     for key, name, shape in _PRIMITIVES:
-        out.append(Asset(f"primitive/{key}", name, "primitive", shape))
+        out.append(Asset(f"primitive/{key}", name, "primitive", shape, source="builtin/primitive", key=key))
     return out
-
-
-_GENERIC_STEMS = {"model", "mesh", "visual_geometry", "textured", "model_normalized", "object"}
-_SKIP_DIRS = {"meshes", "mesh", "models", "model", "visual", "collision"}
-_COLLIDER_NAMES = ("collision_geometry.obj", "collision.obj", "model_col.obj")
 
 
 def humanize(text: str) -> str:
@@ -240,54 +166,6 @@ def humanize(text: str) -> str:
     text = re.sub(r"[_\-.]+", " ", text)
     text = re.sub(r"\d+", " ", text)
     return " ".join(text.lower().split()) or "object"
-
-
-def _user_assets(asset_dir: str) -> list[Asset]:
-    """Every ``.obj`` under ``asset_dir`` (sorted); ``names.json`` ({id or folder: name}) overrides names."""
-    root = Path(asset_dir)
-    names: dict[str, str] = {}
-    names_file = root / "names.json"
-    if names_file.exists():
-        try:
-            names = {str(k): str(v) for k, v in json.loads(names_file.read_text()).items()}
-        except (ValueError, AttributeError) as exc:
-            raise InputError(names_file, None, f"not a JSON object of names ({exc})",
-                             'write {"folder_or_id": "prompt name", ...}') from exc
-    out = []
-    for path in sorted(root.rglob("*.obj")):
-        stem = path.stem.lower()
-        if stem in {Path(c).stem for c in _COLLIDER_NAMES} or stem.endswith(("_col", "_vhacd", "_collision")):
-            continue  # a collider, picked up below next to its visual mesh
-        rel = path.relative_to(root)
-        parts = [p for p in rel.parts[:-1] if p.lower() not in _SKIP_DIRS]
-        label = parts[-1] if (stem in _GENERIC_STEMS and parts) else path.stem
-        asset_id = "user/" + rel.with_suffix("").as_posix()
-        folder = rel.parts[0] if len(rel.parts) > 1 else path.stem
-        name = names.get(asset_id[5:], names.get(folder, humanize(label)))
-        coll = None
-        for cand in (*(path.parent / c for c in _COLLIDER_NAMES), path.with_name(path.stem + "_col.obj"),
-                     path.with_name(path.stem + "_vhacd.obj")):
-            if cand.exists():
-                coll = str(cand)
-                break
-        out.append(Asset(asset_id, name, "user", "mesh", str(path), coll, f"asset_dir/{rel.as_posix()}"))
-    if not out:
-        raise ConfigError(f"DropSceneConfig.asset_dir={asset_dir!r} is invalid: it holds no .obj meshes; "
-                          "point it at a folder of meshes (e.g. Google Scanned Objects converted to OBJ)")
-    return out
-
-
-def _backgrounds() -> list[Background]:
-    root = pybullet_data_dir()
-    out = []
-    for fname, frgb, ftex in _FLOORS:
-        tex = os.path.join(root, ftex) if ftex else None
-        if tex is not None and not os.path.exists(tex):
-            tex = None
-        for wname, wrgb in _WALLS:
-            bid = f"{fname.replace(' ', '_')}_floor/{wname.replace(' ', '_')}_wall"
-            out.append(Background(bid, frgb, wrgb, tex))
-    return out
 
 
 @dataclass(frozen=True)
@@ -306,7 +184,7 @@ class Catalog:
 
     def background_pool(self, split: str) -> tuple[Background, ...]:
         items = tuple(b for b in self.backgrounds if b.split == split)
-        return items or self.backgrounds  # the built-in set always has both splits; guard anyway
+        return items or self.backgrounds  # a one-map folder has no held-out map: use it for both splits
 
     def by_id(self, asset_id: str) -> Asset:
         for a in self.assets:
@@ -315,22 +193,30 @@ class Catalog:
         raise InputError("catalog", "asset_id", f"unknown asset {asset_id!r}", "check asset_dir")
 
 
+def split_by_source(items: list, key=lambda x: x.key or x.id) -> list:
+    """``items`` with ``split`` set by :func:`holdout` within each ``source``."""
+    unseen: set[tuple[str, str]] = set()
+    for source in sorted({i.source for i in items}):
+        group = [key(i) for i in items if i.source == source]
+        unseen |= {(source, k) for k in holdout(group)}
+    return [dataclasses.replace(i, split="unseen" if (i.source, key(i)) in unseen else "seen") for i in items]
+
+
 @functools.lru_cache(maxsize=8)
-def load_catalog(asset_dir: str | None = None, builtin: bool = True) -> Catalog:
-    """The catalogue for a config (cached per process; only folder listings are read here)."""
+def load_catalog(asset_dir: str | None = None, builtin: bool = True, background_dir: str | None = None,
+                 backgrounds: str = "procedural") -> Catalog:
+    """The catalogue for a config (cached per process; folder listings and small metadata files are read here,
+    procedural backgrounds are generated once into the cache)."""
+    from vidalign.simulation.asset_folders import folder_assets
+    from vidalign.simulation.backgrounds import load_backgrounds
+
     assets: list[Asset] = _builtin_assets() if builtin else []
     if asset_dir is not None:
-        assets += _user_assets(asset_dir)
-    unseen: set[str] = set()
-    for cat in CATEGORIES:
-        unseen |= holdout([a.id for a in assets if a.category == cat])
-    assets = [dataclasses.replace(a, split="unseen" if a.id in unseen else "seen") for a in assets]
-    backgrounds = _backgrounds()
-    unseen_bg = holdout([b.id for b in backgrounds])
-    backgrounds = [dataclasses.replace(b, split="unseen" if b.id in unseen_bg else "seen") for b in backgrounds]
-    return Catalog(tuple(assets), tuple(backgrounds))
+        assets += folder_assets(asset_dir)
+    return Catalog(tuple(split_by_source(assets)),
+                   tuple(split_by_source(load_backgrounds(background_dir, backgrounds), key=lambda b: b.id)))
 
 
-__all__ = ["Asset", "Background", "Catalog", "MeshInfo", "MAX_HULL_POINTS", "farthest_points", "COLORS", "MATERIALS", "CATEGORIES", "SHAPES",
-           "holdout", "load_catalog", "mesh_info", "read_obj_vertices", "humanize",
-           "pybullet_data_dir"]
+__all__ = ["Asset", "Background", "Catalog", "COLORS", "MATERIALS", "CATEGORIES", "SHAPES", "holdout",
+           "split_by_source", "load_catalog", "humanize", "pybullet_data_dir", "mesh_info", "MeshInfo",
+           "read_obj_vertices", "obj_texture", "farthest_points", "MAX_HULL_POINTS", "UNSEEN_FRACTION"]

@@ -1,13 +1,22 @@
-"""The drop-scene configuration: every parameter of the PISA authors' Kubric generator (SPEC §3), once.
+"""The drop-scene configuration: every parameter of the PISA authors' Kubric generator, once.
 
-Defaults reproduce the authors' ``fall`` scenario: 16 fps, 32 frames, 240 Hz physics, gravity −10 m/s²
-along z, 1–5 dropping objects spawned fully inside x, y ∈ [−1, 1], z ∈ [0.5, 1.5] m, a tower of 0–3
-objects under each, camera at (−2, 0, U(0.4, 0.6)) looking along +x with a 35 mm lens on a 32 mm sensor,
-stepping back by |N(0, 0.05)| m until every drop path is in view, droppers accepted when their projected
-drop region covers > 2.5 % of the image (10 tries), density 1000 kg/m³, friction 0.5, restitution 0.5,
-floor friction 1 and restitution 0, 256² frames. ``*_range`` fields switch on randomisation that the
-authors did not use. A config is frozen and validated: a bad value raises :class:`ConfigError` naming
-the field.
+Defaults reproduce the authors' released code (``sim_data/run.py`` and ``config.py`` of
+vision-x-nyu/pisa-experiments, with Kubric's PyBullet simulator): 16 fps, 32 frames, 240 Hz physics, gravity
+−10 m/s² along z; 1–5 dropping objects spawned fully inside x, y ∈ [−1, 1], z ∈ [0.5, 1.5] m with random
+orientations; a tower of 0–3 distinct, unrotated objects under each, settled for 200 frames before the drop
+(Kubric's ``run(-200, 0)``), the dropper's centre raised to the settled tower top + |N(0.005, 0.005)| m; the
+drop simulated from frame 0 and rendered from frame 1 (Kubric renders frames 1..32: rendered frame 0 is 1/16 s
+after release); Kubric's contact settings; objects at their native size with mass = volume × 1.0 (Kubric's GSO
+manifests); friction 0.5, restitution 0.5, floor friction 1 and restitution 0; camera at (−2, 0, U(0.4, 0.6))
+looking along +x with a 35 mm lens on a 32 mm sensor, stepping back by |N(0, 0.05)| m until every drop path is
+in view; droppers accepted when their projected drop region covers > 2.5 % of the image (10 tries); 256² frames.
+
+Where the paper differs from the code, the paper's form is an option: ``density=1000`` (water, the paper's
+1000 kg/m³), ``object_scale="range"`` (longest extent U(0.15, 0.5) m, the ``obj_scale_range`` their code never
+applies), ``lift_rule="bottom"`` (the dropper's bottom, not its centre, clears the tower), ``prompt_style="color"``
+("A red mug falls."), ``contact_model="exact"`` (see :mod:`vidalign.simulation.physics`). ``*_range`` fields
+switch on randomisation that the authors did not use. A config is frozen and validated: a bad value raises
+:class:`ConfigError` naming the field.
 """
 
 from __future__ import annotations
@@ -22,6 +31,11 @@ from vidalign.errors import ConfigError, require
 
 OWNER = "DropSceneConfig"
 SPLITS = ("seen", "unseen")
+CONTACT_MODELS = ("kubric", "exact", "pybullet")
+OBJECT_SCALES = ("native", "range")
+LIFT_RULES = ("centre", "bottom")
+PROMPT_STYLES = ("authors", "color")
+BACKGROUND_KINDS = ("procedural", "studio", "all")
 # Asset categories (see :mod:`vidalign.simulation.assets`) and how often a pick lands in each; the
 # weights are renormalised over the categories present in the pool, so they need not sum to 1.
 DEFAULT_CATEGORY_WEIGHTS = (("user", 0.6), ("object", 0.25), ("procedural", 0.1), ("primitive", 0.05))
@@ -41,7 +55,9 @@ class DropSceneConfig:
     physics_hz: int = 240
     gravity: float = -10.0
     settle_frames: int = 200  # pre-simulation of the towers (frames at ``fps``) before the drop
-    settle_until_rest: bool = True  # end the pre-simulation early once every tower object is at rest
+    settle_until_rest: bool = False  # end the pre-simulation early once every tower object is at rest (faster)
+    first_frame: int = 1  # simulated frame shown as rendered frame 0 (Kubric renders frames 1..32)
+    contact_model: str = "kubric"  # kubric | exact | pybullet (PyBullet's defaults)
     # --- objects
     min_droppers: int = 1
     max_droppers: int = 5
@@ -49,16 +65,24 @@ class DropSceneConfig:
     max_tower: int = 3
     spawn_min: tuple[float, float, float] = (-1.0, -1.0, 0.5)
     spawn_max: tuple[float, float, float] = (1.0, 1.0, 1.5)
-    object_size_range: tuple[float, float] = (0.15, 0.5)  # longest extent of an object
+    object_scale: str = "native"  # native (real sizes) | range (longest extent drawn from object_size_range)
+    object_size_range: tuple[float, float] = (0.15, 0.5)  # longest extent of an object with object_scale="range"
+    primitive_size_range: tuple[float, float] = (0.05, 0.25)  # longest extent of a primitive at native scale
     lift_margin: tuple[float, float] = (0.005, 0.005)  # |N(mean, std)| gap above a tower top
+    lift_rule: str = "centre"  # centre (the authors' code) | bottom (the dropper's bottom clears the tower)
     min_projected_area: float = 0.025
     max_placement_tries: int = 10
     split: str = "seen"
     asset_dir: str | None = None
     builtin_assets: bool = True
     category_weights: tuple[tuple[str, float], ...] = DEFAULT_CATEGORY_WEIGHTS
+    decompose: bool = True  # V-HACD colliders for concave meshes that ship none (a mug stays hollow)
+    vhacd_resolution: int = 100_000
+    background_dir: str | None = None  # folder of equirectangular environment maps (HDRIs)
+    backgrounds: str = "procedural"  # without background_dir: procedural skies+grounds | studio walls | all
+    prompt_style: str = "authors"  # authors ("A toy falls.") | color ("A red mug falls.")
     # --- physical properties
-    density: float = 1000.0
+    density: float = 1.0  # kg/m³: Kubric's GSO manifests set mass = volume × 1.0; the paper says 1000
     friction: float = 0.5
     restitution: float = 0.5
     density_range: tuple[float, float] | None = None
@@ -81,8 +105,8 @@ class DropSceneConfig:
 
     def __post_init__(self) -> None:
         # normalise sequences (JSON/YAML give lists) so the frozen config hashes and compares by value
-        for name in ("spawn_min", "spawn_max", "camera_xy", "object_size_range", "lift_margin",
-                     "camera_height_range", "sun_energy_range"):
+        for name in ("spawn_min", "spawn_max", "camera_xy", "object_size_range", "primitive_size_range",
+                     "lift_margin", "camera_height_range", "sun_energy_range"):
             value = getattr(self, name)
             require(isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) for v in value),
                     OWNER, name, value, "give a list of numbers")
@@ -109,6 +133,14 @@ class DropSceneConfig:
           "use a negative acceleration along z in m/s² (-10)")
         r(isinstance(self.settle_frames, int) and self.settle_frames >= 0, OWNER, "settle_frames",
           self.settle_frames, "use 0 or more frames (200)")
+        r(isinstance(self.first_frame, int) and self.first_frame >= 0, OWNER, "first_frame", self.first_frame,
+          "use 0 (render the release) or more (1, as Kubric)")
+        for name, choices in (("contact_model", CONTACT_MODELS), ("object_scale", OBJECT_SCALES),
+                              ("lift_rule", LIFT_RULES), ("prompt_style", PROMPT_STYLES),
+                              ("backgrounds", BACKGROUND_KINDS)):
+            r(getattr(self, name) in choices, OWNER, name, getattr(self, name), f"use one of {choices}")
+        r(isinstance(self.vhacd_resolution, int) and 10_000 <= self.vhacd_resolution <= 16_000_000, OWNER,
+          "vhacd_resolution", self.vhacd_resolution, "use 10000 … 16000000 voxels (100000)")
         r(isinstance(self.min_droppers, int) and self.min_droppers >= 1, OWNER, "min_droppers",
           self.min_droppers, "use at least 1")
         r(isinstance(self.max_droppers, int) and self.max_droppers >= self.min_droppers, OWNER,
@@ -124,12 +156,15 @@ class DropSceneConfig:
         r(self.spawn_max[2] > 0, OWNER, "spawn_max", self.spawn_max, "heights must be positive")
         r(len(self.object_size_range) == 2 and 0 < self.object_size_range[0] <= self.object_size_range[1],
           OWNER, "object_size_range", self.object_size_range, "give 0 < low <= high in metres (0.15, 0.5)")
-        largest = self.object_size_range[1]
+        r(len(self.primitive_size_range) == 2 and 0 < self.primitive_size_range[0] <= self.primitive_size_range[1],
+          OWNER, "primitive_size_range", self.primitive_size_range, "give 0 < low <= high in metres (0.05, 0.25)")
+        largest = max(self.object_size_range[1] if self.object_scale == "range" else 0.0,
+                      self.primitive_size_range[1])
         for axis, lo, hi in zip("xyz", self.spawn_min, self.spawn_max):
             r(hi > lo, OWNER, "spawn_max", self.spawn_max, f"spawn_max.{axis} must exceed spawn_min.{axis}={lo}")
             r(hi - lo >= largest, OWNER, "spawn_max", self.spawn_max,
               f"the spawn region is {hi - lo:g} m along {axis}, which cannot fit an object of "
-              f"object_size_range max {largest:g} m; enlarge the region or lower object_size_range")
+              f"{largest:g} m (object_size_range / primitive_size_range); enlarge the region or lower the sizes")
         r(len(self.lift_margin) == 2 and self.lift_margin[1] >= 0, OWNER, "lift_margin", self.lift_margin,
           "give [mean, std] with std >= 0")
         r(0 <= self.min_projected_area < 1, OWNER, "min_projected_area", self.min_projected_area,
@@ -139,13 +174,17 @@ class DropSceneConfig:
         r(self.split in SPLITS, OWNER, "split", self.split, f"use one of {SPLITS}")
         if self.asset_dir is not None:
             r(os.path.isdir(self.asset_dir), OWNER, "asset_dir", self.asset_dir,
-              "point it at an existing folder of .obj meshes (e.g. Google Scanned Objects)")
+              "point it at an existing folder of Google Scanned Objects, Kubric assets or .obj meshes")
+        if self.background_dir is not None:
+            r(os.path.isdir(self.background_dir), OWNER, "background_dir", self.background_dir,
+              "point it at an existing folder of equirectangular maps (.hdr, .exr, .png, .jpg)")
         r(self.builtin_assets or self.asset_dir is not None, OWNER, "builtin_assets", self.builtin_assets,
           "keep the built-in assets or set asset_dir")
         for name, weight in self.category_weights:
             r(weight >= 0 and math.isfinite(weight), OWNER, "category_weights", dict(self.category_weights),
               f"weight of {name!r} must be >= 0")
-        r(self.density > 0, OWNER, "density", self.density, "use a positive density in kg/m³ (1000)")
+        r(self.density > 0, OWNER, "density", self.density,
+          "use a positive density in kg/m³ (1, Kubric's manifests; 1000, the paper)")
         r(self.friction >= 0, OWNER, "friction", self.friction, "use a friction coefficient >= 0 (0.5)")
         r(0 <= self.restitution <= 1, OWNER, "restitution", self.restitution, "use a value in [0, 1] (0.5)")
         for name, lo_bound, hi_bound in (("density_range", 1e-9, math.inf), ("friction_range", 0, math.inf),
@@ -206,4 +245,5 @@ class DropSceneConfig:
         return cls(**data)
 
 
-__all__ = ["DropSceneConfig", "SPLITS", "DEFAULT_CATEGORY_WEIGHTS"]
+__all__ = ["DropSceneConfig", "SPLITS", "DEFAULT_CATEGORY_WEIGHTS", "CONTACT_MODELS", "OBJECT_SCALES", "LIFT_RULES",
+           "PROMPT_STYLES", "BACKGROUND_KINDS"]

@@ -104,6 +104,19 @@ class Camera:
             uv = self.focal_px * pc[..., :2] / z[..., None] + self.resolution / 2
         return uv, z
 
+    def pixel_rays(self) -> np.ndarray:
+        """World directions ``[H, W, 3]`` through the pixel centres, scaled to unit camera-z: the point seen at
+        z-depth ``z`` is ``position + z · ray``, at distance ``z · |ray|`` from the camera centre."""
+        c = np.arange(self.resolution) + 0.5 - self.resolution / 2
+        x, y = np.meshgrid(c / self.focal_px, c / self.focal_px)
+        cam = np.stack([x, y, np.ones_like(x)], axis=-1)
+        return cam @ _R_WORLD_TO_CV
+
+    def z_to_distance(self, z: Any) -> np.ndarray:
+        """z-depth ``[..., H, W]`` (along the optical axis) → distance to the camera centre, as Kubric's
+        ``depth`` pass (``camera.z_to_depth``)."""
+        return (np.asarray(z) * np.linalg.norm(self.pixel_rays(), axis=-1)).astype(np.float32)
+
     def sees(self, points: Any) -> bool:
         """Whether every point is in front of the near plane and inside the image."""
         uv, z = self.project(points)

@@ -8,8 +8,11 @@ the authors' script: a sun of energy U(1, 6) plus key/fill/back point lights (10
 1.5 m high. With no HDRI bucket offline, the background is the same coloured floor and backdrop the
 PyBullet renderer draws.
 
-Outputs match :class:`~vidalign.simulation.render.Rendering`: RGB from Blender's PNGs, metric z-depth
-from the EXR ``Depth`` pass, visible masks from the rank-0 object cryptomatte. kubric 0.1.1 needs the
+Outputs match :class:`~vidalign.simulation.render.Rendering`: RGB from Blender's PNGs, depth as the distance to
+the camera centre (Blender's z-depth from the EXR ``Depth`` pass, converted as Kubric's ``camera.z_to_depth``),
+visible masks from the rank-0 object cryptomatte. Textured meshes keep the material Blender imports from their
+``.mtl`` (as the authors' GSO objects do); environment maps are not passed to Kubric yet (the backdrop is the
+background's floor and wall colour). kubric 0.1.1 needs the
 patches in :mod:`vidalign.simulation.kubric_compat`.
 """
 
@@ -79,6 +82,8 @@ class KubricRenderer:
         out = []
         for obj in scene.objects:
             common = {"name": f"object_{obj.index:02d}", "material": _material(kb, obj)}
+            if obj.shape == "mesh" and obj.texture:  # as the authors' GSO objects: keep the .mtl's textured material
+                del common["material"]
             if obj.shape == "sphere":
                 kobj = kb.Sphere(scale=obj.half_extents[0], **common)
             elif obj.shape == "box":
@@ -174,7 +179,7 @@ class KubricRenderer:
             with Image.open(png) as im:
                 rgb[f] = np.asarray(im.convert("RGB"))
             layers = read_exr_layers(str(exr), ("Depth.V", "CryptoObject00.R"))
-            depth[f] = np.minimum(layers["Depth.V"], scene.camera.far)
+            depth[f] = np.minimum(scene.camera.z_to_distance(layers["Depth.V"]), scene.camera.far)
             rank0 = np.ascontiguousarray(layers["CryptoObject00.R"], dtype=np.float32).view(np.uint32)
             masks[f] = rank0[None] == ids
         return Rendering(rgb, depth, masks, self.name,

@@ -1,8 +1,10 @@
 """One clip end to end: ``generate_clip(config, seed)`` = sample → simulate → render, and its metadata.
 
 Everything a physics post-training or evaluation pipeline needs lands in :func:`clip_metadata`: the
-seed and full scene config, camera intrinsics/extrinsics, every object's asset, mesh, scale, mass,
-friction, restitution, initial pose and per-frame trajectory, the contact events and the prompt.
+seed and full scene config, camera intrinsics/extrinsics, the background (id, environment map, floor), every
+object's asset, mesh, texture, scale, mass, friction, restitution, collider, pose at release and per-frame
+trajectory, the contact events and the prompt. Frame k of the video is ``times[k]`` seconds after release
+(``first_frame / fps`` for frame 0, as Kubric renders frames 1..32).
 IO (encoding, shards, files) stays with the callers: the builder and the exporters.
 """
 
@@ -19,7 +21,7 @@ from vidalign.simulation.render import Rendering, render
 from vidalign.simulation.scene import Scene, sample_scene
 from vidalign.simulation.text import caption
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: frame 0 is first_frame/fps after release, depth is the distance to the camera centre
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,14 @@ def clip_metadata(clip: Clip, caption_mode: str = "prompt", decimals: int = 6) -
     scene, traj, ren = clip.scene, clip.trajectories, clip.rendering
     base = scene.to_dict()
     r = lambda x: np.round(np.asarray(x, dtype=np.float64), decimals).tolist()  # noqa: E731
+    from vidalign.simulation.physics import collider_kind
+
     objects = []
     for i, obj in enumerate(base["objects"]):
+        if traj.release_positions is not None:  # towers settled, droppers lifted: the pose at release
+            obj["initial_position"] = r(traj.release_positions[i])
+            obj["initial_orientation_xyzw"] = r(traj.release_orientations[i])
+        obj["collider"] = collider_kind(scene.objects[i], scene.config.decompose)
         obj["trajectory"] = {
             "positions": r(traj.positions[:, i]), "orientations_xyzw": r(traj.orientations[:, i]),
             "linear_velocities": r(traj.linear_velocities[:, i]),
@@ -75,9 +83,13 @@ def clip_metadata(clip: Clip, caption_mode: str = "prompt", decimals: int = 6) -
         "mask_order": base["mask_order"],
         "contacts": [c.to_dict() for c in traj.contacts],
         "settle_steps": traj.settle_steps,
+        "first_frame": traj.first_frame,
+        "contact_model": traj.contact_model,
         "times": r(traj.times),
-        "depth": {"unit": "m", "kind": "z-depth along the optical axis", "dtype": "float16"},
+        "depth": {"unit": "m", "kind": "distance to the camera centre (Kubric's depth)", "dtype": "float16"},
         "split": {"objects": scene.config.split, "background": scene.background.split},
+        "assets": sorted({o.asset_id for o in scene.objects}),
+        "background_id": scene.background.id,
     }
 
 

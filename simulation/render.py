@@ -1,14 +1,16 @@
 """Renderers: turn a scene and its trajectories into RGB, metric depth and per-object masks.
 
-Registry (users pick by name): ``pybullet`` (default; TinyRenderer on the CPU, ≈ 15–45 ms per 256²
-frame) and ``kubric`` (Kubric's Blender/Cycles pipeline, extra ``vidalign[kubric]``; see
-:mod:`vidalign.simulation.kubric_render`). Both replay the same trajectories, so the motion in the
-video is exactly the motion recorded in the metadata whichever renderer draws it.
+Registry (users pick by name): ``pybullet`` (default; TinyRenderer rasterisation shaded in numpy on the
+CPU, see :mod:`vidalign.simulation.pybullet_render`) and ``kubric`` (Kubric's Blender/Cycles pipeline, extra
+``vidalign[kubric]``; see :mod:`vidalign.simulation.kubric_render`); other modules register more. All replay
+the same trajectories, so the motion in the video is exactly the motion recorded in the metadata whichever
+renderer draws it.
 
-Outputs (:class:`Rendering`): ``rgb`` uint8 [T, H, W, 3]; ``depth`` float32 [T, H, W], metric z-depth
-(distance along the optical axis, metres) of the first surface; ``masks`` bool [T, N, H, W], the
-*visible* pixels of each object in ``scene.objects`` order (tower objects first, droppers last; the
-last channel is the primary dropping object, as PisaBench expects).
+Outputs (:class:`Rendering`): ``rgb`` uint8 [T, H, W, 3]; ``depth`` float32 [T, H, W], metres from the
+camera centre to the first surface along each pixel's ray (Kubric's ``depth`` pass: ``camera.z_to_depth``
+of Blender's z); ``masks`` bool [T, N, H, W], the *visible* pixels of each object in ``scene.objects`` order
+(tower objects first, droppers last; the last channel is the primary dropping object, as PisaBench expects).
+Colours (``SceneObject.rgb``, ``Background`` colours and PNG textures) are sRGB display values.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from vidalign.errors import ConfigError
 from vidalign.simulation.assets import MATERIALS, pybullet_data_dir
-from vidalign.simulation.physics import Trajectories, direct_client
+from vidalign.simulation.physics import Trajectories
 from vidalign.simulation.scene import Scene, SceneObject
 
 
@@ -116,7 +118,8 @@ def depth_buffer_to_metric(buffer: np.ndarray, near: float, far: float) -> np.nd
 
 
 def visual_shape(pb: Any, client: int, obj: SceneObject) -> int:
-    """TinyRenderer visual for an object, coloured from the palette, frame at the object's centre."""
+    """TinyRenderer visual for an object, frame at the object's centre: its palette colour, or white under its
+    texture (assign the texture with ``changeVisualShape(textureUniqueId=...)``)."""
     rgba = [*obj.rgb, 1.0]
     spec = MATERIALS[obj.material]["specular"]
     common = {"rgbaColor": rgba, "specularColor": [spec] * 3, "physicsClientId": client}
@@ -133,7 +136,8 @@ def visual_shape(pb: Any, client: int, obj: SceneObject) -> int:
 
 
 def add_backdrop(pb: Any, client: int, scene: Scene) -> tuple[int, int]:
-    """Floor (30 m plane at z=0, tiled texture when the background has one) and a wall behind the scene."""
+    """Floor (30 m plane at z=0) and a wall behind the scene as TinyRenderer bodies, in their flat colours (the
+    benchmark's bare-loop baseline draws these; the ``pybullet`` renderer casts rays instead)."""
     plane = f"{pybullet_data_dir()}/plane.obj"
     bg = scene.background
     floor = pb.createMultiBody(0, -1, pb.createVisualShape(pb.GEOM_MESH, fileName=plane,
@@ -141,66 +145,19 @@ def add_backdrop(pb: Any, client: int, scene: Scene) -> tuple[int, int]:
                                [0, 0, 0], physicsClientId=client)
     wall_x = scene.config.spawn_max[0] + 5.0
     wall_q = pb.getQuaternionFromEuler([0, -math.pi / 2, 0])  # plane normal +z → −x, facing the camera
-    # the vertical wall gets almost no diffuse light from an overhead sun: brighten it to read as the colour
-    wall_rgba = [min(1.0, 1.6 * c) for c in bg.wall_rgb] + [1.0]
     wall = pb.createMultiBody(0, -1, pb.createVisualShape(pb.GEOM_MESH, fileName=plane,
-                                                          rgbaColor=wall_rgba, physicsClientId=client),
+                                                          rgbaColor=[*bg.wall_rgb, 1.0], physicsClientId=client),
                               [wall_x, 0, 0], wall_q, physicsClientId=client)
-    if bg.floor_texture:
-        tex = pb.loadTexture(bg.floor_texture, physicsClientId=client)
-        pb.changeVisualShape(floor, -1, textureUniqueId=tex, rgbaColor=[1, 1, 1, 1], physicsClientId=client)
-    else:
-        pb.changeVisualShape(floor, -1, textureUniqueId=-1, physicsClientId=client)
-    pb.changeVisualShape(wall, -1, textureUniqueId=-1, physicsClientId=client)
+    for body in (floor, wall):
+        pb.changeVisualShape(body, -1, textureUniqueId=-1, physicsClientId=client)
     return floor, wall
 
 
 @register_renderer("pybullet")
-@dataclass
-class PyBulletRenderer:
-    """PyBullet's TinyRenderer in a private DIRECT client (visual-only bodies replaying the poses)."""
+def _pybullet_renderer(**options: Any) -> Renderer:
+    from vidalign.simulation.pybullet_render import PyBulletRenderer
 
-    shadows: bool = True
-    ambient: float = 0.45
-    name: str = "pybullet"
-
-    def render(self, scene: Scene, trajectories: Trajectories) -> Rendering:
-        cam, cfg = scene.camera, scene.config
-        w = cam.resolution
-        t, n = trajectories.num_frames, len(scene.objects)
-        rgb = np.zeros((t, w, w, 3), np.uint8)
-        depth = np.zeros((t, w, w), np.float32)
-        masks = np.zeros((t, n, w, w), bool)
-        light = scene.lighting
-        with direct_client() as (pb, client), quiet_stdout():  # the OBJ loader prints every texture it tries
-            add_backdrop(pb, client, scene)
-            bodies = []
-            for obj in scene.objects:
-                body = pb.createMultiBody(0, -1, visual_shape(pb, client, obj), list(obj.position),
-                                          list(obj.orientation), physicsClientId=client)
-                if obj.shape == "mesh":  # drop any texture the .mtl brought: colour comes from the palette
-                    pb.changeVisualShape(body, -1, textureUniqueId=-1, physicsClientId=client)
-                bodies.append(body)
-            ids = np.asarray(bodies, dtype=np.int32)[:, None, None]
-            view = pb.computeViewMatrix(list(cam.position), list(cam.target), [0, 0, 1], physicsClientId=client)
-            proj = pb.computeProjectionMatrixFOV(cam.fov_deg, 1.0, cam.near, cam.far, physicsClientId=client)
-            light_kwargs = {
-                "lightDirection": list(light.light_direction), "lightColor": [1.0, 1.0, 1.0],
-                "lightAmbientCoeff": self.ambient, "lightDiffuseCoeff": min(0.9, 0.3 + 0.08 * light.sun_energy),
-                "lightSpecularCoeff": 0.4, "shadow": int(self.shadows),
-            }
-            for f in range(t):
-                for i, body in enumerate(bodies):
-                    pb.resetBasePositionAndOrientation(body, trajectories.positions[f, i].tolist(),
-                                                       trajectories.orientations[f, i].tolist(),
-                                                       physicsClientId=client)
-                _, _, img, buf, seg = pb.getCameraImage(w, w, view, proj, renderer=pb.ER_TINY_RENDERER,
-                                                        physicsClientId=client, **light_kwargs)
-                rgb[f] = np.asarray(img, np.uint8).reshape(w, w, 4)[..., :3]
-                depth[f] = depth_buffer_to_metric(np.asarray(buf).reshape(w, w), cam.near, cam.far)
-                masks[f] = np.asarray(seg).reshape(1, w, w) == ids
-        return Rendering(rgb, depth, masks, self.name, {"shadows": self.shadows, "ambient": self.ambient,
-                                                        "physics_hz": cfg.physics_hz})
+    return PyBulletRenderer(**options)
 
 
 @register_renderer("kubric")
@@ -211,4 +168,4 @@ def _kubric_renderer(**options: Any) -> Renderer:
 
 
 __all__ = ["Rendering", "Renderer", "RENDERERS", "register_renderer", "get_renderer", "render",
-           "PyBulletRenderer", "depth_buffer_to_metric", "quiet_stdout", "visual_shape", "add_backdrop"]
+           "depth_buffer_to_metric", "quiet_stdout", "visual_shape", "add_backdrop"]

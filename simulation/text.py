@@ -1,7 +1,8 @@
 """Clip captions in PISA's style.
 
-PisaBench's test prompts read like "A black eraser falls."; with several droppers we say
-"A toy duck and a jenga block fall at the same time.". The authors' training caption was the constant
+PisaBench's test prompts name the object without colour ("A toy falls.", "A ecoforms plant container falls."),
+which scenes follow by default (``prompt_style="authors"``; ``"color"`` gives "A red mug falls."); with several
+droppers we say "A toy duck and a jenga block fall at the same time.". The authors' training caption was the constant
 "a video of an object dropping" (:data:`TRAINING_CAPTION`), available through ``caption="constant"``.
 """
 

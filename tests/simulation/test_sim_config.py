@@ -16,7 +16,11 @@ def test_defaults_are_the_authors_parameters():
     assert (c.focal_length_mm, c.sensor_width_mm, c.resolution) == (35.0, 32.0, 256)
     assert c.fov_deg == pytest.approx(2 * math.degrees(math.atan(16 / 35)))
     assert c.fov_deg == pytest.approx(49.13, abs=0.01)
-    assert (c.density, c.friction, c.restitution, c.floor_friction, c.floor_restitution) == (1000, 0.5, 0.5, 1, 0)
+    assert (c.density, c.friction, c.restitution, c.floor_friction, c.floor_restitution) == (1.0, 0.5, 0.5, 1, 0)
+    # the released code (sim_data/run.py on Kubric): full 200-frame settling, rendered frames 1..32, Kubric's
+    # contacts, native object sizes, the dropper's centre put on the settled tower top, "A toy falls."
+    assert (c.settle_until_rest, c.first_frame, c.contact_model) == (False, 1, "kubric")
+    assert (c.object_scale, c.lift_rule, c.prompt_style, c.lift_margin) == ("native", "centre", "authors", (0.005, 0.005))
     assert c.density_range is None and c.friction_range is None and c.restitution_range is None
 
 
@@ -31,7 +35,12 @@ def test_round_trip_and_lists_are_normalised():
     ({"spawn_min": (-1, -1, -0.2)}, "spawn_min"),  # negative height
     ({"num_frames": 0}, "num_frames"),
     ({"spawn_max": (1, 1, 0.7)}, "spawn_max"),  # 0.2 m tall region cannot fit a 0.5 m object
-    ({"object_size_range": (0.1, 3.0)}, "spawn_max"),  # nor can the default region fit a 3 m object
+    ({"object_size_range": (0.1, 3.0), "object_scale": "range"}, "spawn_max"),  # nor can it fit a 3 m object
+    ({"primitive_size_range": (0.1, 3.0)}, "spawn_max"),
+    ({"contact_model": "ode"}, "contact_model"),
+    ({"lift_rule": "top"}, "lift_rule"),
+    ({"first_frame": -1}, "first_frame"),
+    ({"background_dir": "/nonexistent/maps"}, "background_dir"),
     ({"physics_hz": 250}, "physics_hz"),
     ({"fps": 0}, "fps"),
     ({"gravity": 9.8}, "gravity"),

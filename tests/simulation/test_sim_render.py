@@ -44,26 +44,31 @@ def test_masks_follow_the_projected_trajectory(sphere_scene):
     assert np.nonzero(ren.masks[-1, 0])[0].mean() > np.nonzero(ren.masks[0, 0])[0].mean() + 10
 
 
-def test_depth_is_metric_and_matches_the_camera(sphere_scene):
+def test_depth_is_the_distance_to_the_camera_centre(sphere_scene):
     scene = sphere_scene(height=0.9, radius=0.15, camera_x=-2.5)
     traj = simulate(scene)
     ren = render(scene, traj)
     cam = scene.camera
-    # pixel nearest to the ball's centre: the surface facing the camera is (x_ball − x_cam − r) away
-    uv, z = cam.project(traj.positions[0, 0])
+    w = cam.resolution
+    rays = cam.pixel_rays()
+    length = np.linalg.norm(rays, axis=-1)
+    # floor: every floor pixel the ball does not hide, against the ray length to z = 0
+    floor = (rays[..., 2] < 0) & ~ren.masks[0, 0]
+    t_floor = -cam.position[2] / rays[..., 2]
+    wall_t = (scene.config.spawn_max[0] + 5.0 - cam.position[0]) / rays[..., 0]
+    floor &= t_floor < wall_t
+    assert floor.sum() > 0.2 * w * w
+    expected = np.minimum(t_floor * length, cam.far)  # the far clip bounds the horizon, as the sky
+    assert np.allclose(ren.depth[0][floor], expected[floor], rtol=0.01)
+    assert np.allclose(ren.depth[0][floor], expected[floor], rtol=1e-4)  # exact: the floor is ray-cast
+    # wall straight ahead at camera height, and the ball's nearest point (TinyRenderer tessellates spheres)
+    assert ren.depth[-1, w // 2, w // 2] == pytest.approx(wall_t[w // 2, w // 2] * length[w // 2, w // 2], rel=1e-4)
+    centre = traj.positions[0, 0]
+    uv, _ = cam.project(centre)
     j, i = int(uv[0]), int(uv[1])
     assert ren.masks[0, 0, i, j]
-    assert ren.depth[0, i, j] == pytest.approx(z - 0.15, abs=0.02)  # TinyRenderer tessellates the sphere
-    assert z == pytest.approx(2.5)
-    # background straight ahead at camera height (no object there): the backdrop wall
-    wall_x = scene.config.spawn_max[0] + 5.0
-    w = cam.resolution
-    assert not ren.masks[-1, 0, w // 2, w // 2]
-    assert ren.depth[-1, w // 2, w // 2] == pytest.approx(wall_x - cam.position[0], rel=1e-3)
-    # floor below the horizon: z-depth of the floor point seen by that pixel, h_cam · f / (v − c)
-    v = w - 1
-    expected = cam.position[2] * cam.focal_px / (v + 0.5 - w / 2)
-    assert ren.depth[0, v, 2] == pytest.approx(expected, rel=0.02)
+    true_distance = np.linalg.norm(centre - np.asarray(cam.position)) - 0.15
+    assert ren.depth[0, i, j] == pytest.approx(true_distance, abs=0.02)
 
 
 def test_depth_buffer_conversion():
@@ -75,8 +80,48 @@ def test_depth_buffer_conversion():
     assert depth_buffer_to_metric(np.array([d]), near, far)[0] == pytest.approx(z, rel=1e-5)
 
 
+WALLS = {"white": (0.90, 0.90, 0.90), "light_gray": (0.72, 0.72, 0.74), "beige": (0.85, 0.80, 0.68),
+         "pale_green": (0.70, 0.82, 0.68), "sky_blue": (0.60, 0.72, 0.90)}
+
+
+def test_declared_wall_and_floor_colours_appear(sphere_scene, studio):
+    """White, light grey, beige and pale green walls once all rendered as (114, 114, 114)."""
+    seen = {}
+    for floor, floor_rgb in (("gray", (0.55, 0.55, 0.55)), ("beige", (0.80, 0.72, 0.58))):
+        for wall, wall_rgb in WALLS.items():
+            scene = sphere_scene(height=1.0, radius=0.05, x=1.0, y=0.6, background=studio(floor, wall))
+            ren = render(scene, simulate(scene))
+            frame = ren.rgb[0].astype(float)
+            w = frame.shape[0]
+            wall_px = np.median(frame[: w // 4, w // 2 - 8: w // 2 + 8].reshape(-1, 3), axis=0)
+            floor_px = np.median(frame[-w // 8:, w // 2 - 8: w // 2 + 8].reshape(-1, 3), axis=0)
+            assert np.allclose(wall_px, np.asarray(wall_rgb) * 255, rtol=0.03, atol=2), (wall, wall_px)
+            assert np.allclose(floor_px, np.asarray(floor_rgb) * 255, rtol=0.12), (floor, floor_px)
+            seen[wall] = wall_px
+    walls = list(seen.values())
+    assert min(np.abs(a - b).max() for i, a in enumerate(walls) for b in walls[i + 1:]) > 10
+
+
+def test_soft_shadow_and_no_acne_on_a_plain_floor(sphere_scene, studio):
+    scene = sphere_scene(height=0.15, radius=0.1, x=0.3, background=studio("white", "white"))
+    traj = simulate(scene)
+    ren = render(scene, traj)
+    frame = ren.rgb[0].astype(float).mean(axis=-1)
+    cam, w = scene.camera, scene.camera.resolution
+    to_sun = np.asarray(scene.lighting.light_direction) / np.linalg.norm(scene.lighting.light_direction)
+    centre = traj.positions[0, 0]
+    shadow = centre - centre[2] / to_sun[2] * to_sun  # where the sun ray through the centre meets the floor
+    (su, sv), _ = cam.project(shadow)
+    lit_v = min(w - 3, int(sv) + 6)
+    assert frame[int(sv), int(su)] < 0.8 * frame[lit_v, 5]  # the shadow is there
+    edge = frame[int(sv), int(su):]  # from the shadow centre outwards: a soft ramp, not a cut
+    assert np.sum((edge > edge.min() + 5) & (edge < edge.max() - 5)) >= 2
+    patch = frame[-12:-2, 2:12]  # plain floor far from the ball: smooth (no acne moiré)
+    assert patch.std() < 1.0 and np.abs(np.diff(patch, axis=1)).max() <= 2
+
+
 def test_dropping_object_is_the_last_mask(tiny_config):
-    config = tiny_config(min_tower=1, max_tower=1, max_droppers=1, num_frames=4)
+    config = tiny_config(min_tower=1, max_tower=1, max_droppers=1, num_frames=4, lift_rule="bottom")
     clip = generate_clip(config, 2)
     assert [o.role for o in clip.scene.objects] == ["tower", "dropper"]
     meta = clip_metadata(clip)
@@ -91,14 +136,20 @@ def test_dropping_object_is_the_last_mask(tiny_config):
 def test_metadata_has_everything(tiny_config):
     clip = generate_clip(tiny_config(num_frames=4), 3)
     meta = clip_metadata(clip)
-    for key in ("seed", "prompt", "caption", "scene_config", "camera", "objects", "contacts", "fps", "renderer"):
+    for key in ("seed", "prompt", "caption", "scene_config", "camera", "objects", "contacts", "fps", "renderer",
+                "background_id", "assets", "first_frame", "contact_model"):
         assert key in meta
+    assert meta["first_frame"] == 1 and meta["times"][0] == pytest.approx(1 / 16)
+    assert meta["depth"]["kind"].startswith("distance to the camera centre")
+    assert meta["background_id"] == clip.scene.background.id and meta["background"]["id"] == meta["background_id"]
     assert np.array(meta["camera"]["intrinsics"]).shape == (3, 3)
     assert np.array(meta["camera"]["extrinsics"]).shape == (4, 4)
     obj = meta["objects"][0]
     for key in ("name", "mesh", "scale", "mass", "friction", "restitution", "initial_position",
-                "initial_orientation_xyzw", "trajectory"):
+                "initial_orientation_xyzw", "trajectory", "collider", "asset_id", "texture"):
         assert key in obj
+    assert set(meta["assets"]) == {o["asset_id"] for o in meta["objects"]}
+    assert np.allclose(obj["initial_position"], clip.trajectories.release_positions[0], atol=1e-6)
     assert np.array(obj["trajectory"]["positions"]).shape == (4, 3)
     assert clip_metadata(clip, caption_mode="constant")["caption"] == "a video of an object dropping"
 
@@ -112,6 +163,8 @@ def test_extrinsics_follow_opencv(sphere_scene):
     assert pc[0] > 0 and pc[1] < 0  # x right, y down (above camera → negative y)
     uv = (k @ pc[:3])[:2] / pc[2]
     assert np.allclose(uv, cam.project(point)[0])
+    rays = cam.pixel_rays()  # pixel centres map back onto their rays
+    assert np.allclose(cam.project(np.asarray(cam.position) + 2.0 * rays[5, 9])[0], [9.5, 5.5])
 
 
 def test_renderer_registry():

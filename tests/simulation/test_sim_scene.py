@@ -3,7 +3,7 @@ import collections
 import numpy as np
 import pytest
 
-from vidalign.simulation.assets import humanize, load_catalog
+from vidalign.simulation.assets import holdout, humanize, load_catalog
 from vidalign.simulation.geometry import box_corners
 from vidalign.simulation.scene import sample_scene
 from vidalign.simulation.text import TRAINING_CAPTION, caption, drop_prompt
@@ -37,36 +37,43 @@ def test_scene_invariants(seed, tiny_config):
     assert roles == ["tower"] * (len(roles) - n_drop) + ["dropper"] * n_drop  # droppers last
     assert scene.primary_index == len(scene.objects) - 1
     lo, hi = np.array(config.spawn_min), np.array(config.spawn_max)
+    catalog = load_catalog()
     for obj in scene.objects:
         assert obj.index == scene.objects.index(obj)
         assert obj.mass == pytest.approx(obj.density * obj.volume) and obj.mass > 0
-        assert max(obj.half_extents) * 2 <= config.object_size_range[1] + 1e-9
+        if obj.shape == "mesh":  # native size: the asset's own scale, no resizing
+            assert obj.scale == catalog.by_id(obj.asset_id).native_scale
+        else:
+            assert max(obj.half_extents) * 2 <= config.primitive_size_range[1] + 1e-9
+        assert (obj.texture is None) == (obj.color is not None)  # textured objects keep their texture
         h, p = obj.world_half_extents, np.array(obj.position)
         assert p[2] - h[2] > 0  # everything starts above the floor
         if obj.role == "dropper":
             towers = [t for t in scene.objects if t.tower_of == obj.index]
             assert np.all(p[:2] - h[:2] >= lo[:2] - 1e-9) and np.all(p[:2] + h[:2] <= hi[:2] + 1e-9)
-            if towers:  # lifted clear of its tower
-                top = max(t.position[2] + t.world_half_extents[2] for t in towers)
-                assert p[2] - h[2] >= top
-            else:
-                assert p[2] - h[2] >= lo[2] - 1e-9 and p[2] + h[2] <= hi[2] + 1e-9
+            assert p[2] - h[2] >= lo[2] - 1e-9 and p[2] + h[2] <= hi[2] + 1e-9
+            assert (obj.lift_gap is not None) == bool(towers)  # drawn for the lift over the settled tower
+            assert len({t.asset_id for t in towers}) == len(towers)  # distinct, as rng.choice(replace=False)
             # the whole drop path (box down to the floor) is in view of the final camera
-            top = p[2] + h[2]
+            top = max([p[2]] + [t.position[2] + t.world_half_extents[2] + obj.lift_gap + h[2] for t in towers]) + h[2]
             corners = box_corners([p[0], p[1], top / 2], [h[0], h[1], top / 2])
             assert scene.camera.sees(corners)
         else:
             assert scene.objects[obj.tower_of].role == "dropper"
+            assert obj.orientation == (0.0, 0.0, 0.0, 1.0)  # towers are stacked unrotated
     assert scene.camera.position[0] <= config.camera_xy[0]
     assert config.camera_height_range[0] <= scene.camera.position[2] <= config.camera_height_range[1]
 
 
-def test_prompt_names_the_droppers(tiny_config):
-    scene = sample_scene(tiny_config(), 4)
-    phrases = [o.phrase for o in scene.droppers]
-    assert scene.prompt == drop_prompt(phrases)
-    assert all(p in scene.prompt for p in phrases)
-    assert scene.prompt.endswith("falls." if len(phrases) == 1 else "fall at the same time.")
+def test_prompt_names_the_droppers_like_the_authors(tiny_config):
+    for seed in range(4):
+        scene = sample_scene(tiny_config(), seed)  # the authors' test prompts: "A toy falls.", no colour
+        assert scene.prompt == drop_prompt([o.name for o in scene.droppers])
+        assert scene.prompt.endswith("falls." if len(scene.droppers) == 1 else "fall at the same time.")
+        coloured = sample_scene(tiny_config(prompt_style="color"), seed)
+        assert coloured.prompt == drop_prompt([o.phrase for o in coloured.droppers])
+    one = sample_scene(tiny_config(max_droppers=1, category_weights={"primitive": 1.0}), 0)
+    assert one.prompt == f"A {one.droppers[0].name} falls."
 
 
 def test_prompt_style():
@@ -78,15 +85,17 @@ def test_prompt_style():
     assert humanize("Squirrel_Toy_2") == "squirrel toy" and humanize("redMug") == "red mug"
 
 
-def test_split_is_deterministic_and_about_ninety_ten():
+def test_split_is_kubrics_get_test_split():
     catalog = load_catalog()
-    counts = collections.Counter(a.split for a in catalog.assets)
-    assert 0.08 <= counts["unseen"] / len(catalog.assets) <= 0.12
-    for cat in ("object", "procedural", "primitive"):
-        splits = {a.split for a in catalog.assets if a.category == cat}
-        assert splits == {"seen", "unseen"}, cat
+    for source in ("builtin/procedural", "builtin/object"):
+        keys = sorted(a.key for a in catalog.assets if a.source == source)
+        # kubric/assets/asset_source.py: rng = default_rng(42); rng.choice(ids, int(round(n * 0.1)), replace=False)
+        expected = set(np.random.default_rng(42).choice(keys, size=int(round(len(keys) * 0.1)), replace=False))
+        assert {a.key for a in catalog.assets if a.source == source and a.split == "unseen"} == expected
+        assert holdout(keys) == expected
+    assert sum(a.split == "unseen" for a in catalog.assets if a.source == "builtin/procedural") == 100
     bg = collections.Counter(b.split for b in catalog.backgrounds)
-    assert bg["seen"] > 0 and bg["unseen"] > 0
+    assert bg["seen"] > 0 and bg["unseen"] == round(0.1 * len(catalog.backgrounds))
     load_catalog.cache_clear()
     again = load_catalog()
     assert [(a.id, a.split) for a in again.assets] == [(a.id, a.split) for a in catalog.assets]
@@ -110,16 +119,17 @@ def test_randomised_properties_stay_in_range(tiny_config):
     assert len({round(o.friction, 6) for o in objs}) > 1
 
 
-def test_user_asset_folder_plugs_in(tmp_path, tiny_config):
-    folder = tmp_path / "gso" / "Red_Mug_01" / "meshes"
+def test_bare_obj_folder_plugs_in(tmp_path, tiny_config):
+    folder = tmp_path / "meshes" / "Red_Mug_01"
     folder.mkdir(parents=True)
-    cube = ["v -1 -1 -1", "v 1 -1 -1", "v 1 1 -1", "v -1 1 -1", "v -1 -1 1", "v 1 -1 1", "v 1 1 1", "v -1 1 1",
-            "f 1 2 3 4", "f 5 6 7 8", "f 1 2 6 5", "f 2 3 7 6", "f 3 4 8 7", "f 4 1 5 8"]
-    (folder / "model.obj").write_text("\n".join(cube) + "\n")
-    config = tiny_config(asset_dir=str(tmp_path / "gso"), builtin_assets=False, max_tower=0)
+    cube = ["v -.1 -.1 -.1", "v .1 -.1 -.1", "v .1 .1 -.1", "v -.1 .1 -.1", "v -.1 -.1 .1", "v .1 -.1 .1",
+            "v .1 .1 .1", "v -.1 .1 .1", "f 1 4 3 2", "f 5 6 7 8", "f 1 2 6 5", "f 2 3 7 6", "f 3 4 8 7", "f 4 1 5 8"]
+    (folder / "mug.obj").write_text("\n".join(cube) + "\n")
+    config = tiny_config(asset_dir=str(tmp_path / "meshes"), builtin_assets=False, max_tower=0)
     catalog = load_catalog(config.asset_dir, False)
-    assert [(a.id, a.name, a.category) for a in catalog.assets] == [
-        ("user/Red_Mug_01/meshes/model", "red mug", "user")]
+    assert [(a.id, a.name, a.category) for a in catalog.assets] == [("user/Red_Mug_01/mug", "mug", "user")]
     scene = sample_scene(config, 0)  # one asset: it is in the seen split
-    assert {o.asset_id for o in scene.objects} == {"user/Red_Mug_01/meshes/model"}
-    assert scene.objects[0].mesh_ref == "asset_dir/Red_Mug_01/meshes/model.obj"
+    assert {o.asset_id for o in scene.objects} == {"user/Red_Mug_01/mug"}
+    assert scene.objects[0].mesh_ref == "asset_dir/Red_Mug_01/mug.obj"
+    assert scene.objects[0].volume == pytest.approx(0.008)  # native scale, metres
+    assert scene.objects[0].mass == pytest.approx(0.008 * 1.0)  # Kubric's mass = volume × 1.0
