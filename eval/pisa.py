@@ -1,14 +1,23 @@
 """PisaBench metrics (PISA): where a dropping object is, versus where it should be.
 
-SPEC §3. Only the dropping object is scored: the **last** object of a simulated clip, or for a real clip
-(``clip_info.json`` has ``points``) the object whose positive point is highest in the image (smallest y).
-Predicted frame k is compared with ground-truth frame ``int(k · gt_fps / pd_fps)`` while that lies in the
-GT. Per video: L2 between mask centroids (per coordinate), Chamfer distance between mask pixels (KD-tree)
-and IoU, all normalised by ``1/(√2·H)``; the dataset score is the NaN-mean over videos.
+Scored as the authors' ``eval.py`` / ``utils/metrics.py`` score it (vision-x-nyu/pisa-experiments):
 
-Folders: a PisaBench folder is a directory of clip folders, each with ``mask.npz`` (key ``mask``, bool
-``[V, N, H, W]``: frames, objects) and ``clip_info.json``; a vidalign shard folder holds ``data/**.tar``
-with ``<key>.mask.npz`` (+ ``<key>.json``) members, read with :mod:`tarfile` and guarded member names.
+- Frame alignment: predicted frame k ↔ GT frame ``int(k * (gt_fps / pd_fps))`` (the ratio first, as their
+  expression), kept while inside the GT; the prediction is then cut to the aligned length.
+- Masks of rank 3 are one object, ``[T, H, W]`` (their ``generate_mask.py`` saves one-object clips squeezed);
+  rank 4 is ``[T, N, H, W]``.
+- Only the dropping object is scored: with an annotation (a real clip's ``clip_info.json`` with ``points``) the
+  object whose positive points reach the smallest y (the first on ties), otherwise the **last** object; the
+  prediction is indexed with the same index.
+- Per video: L2 between mask centroids (per coordinate), Chamfer distance between mask pixels and IoU, normalised
+  by ``1/(√2·H)``; the dataset score is the NaN-mean over the videos scored.
+- A video their script would drop (it raises: missing file, too few objects in the prediction, sizes that differ,
+  an annotation without points) is dropped here too, but reported and counted (:class:`Dropped`), never silently.
+
+Inputs: the authors' metrics config (JSONL, one ``{gt_mask, gt_fps, [gt_annotation], pd_mask, pd_fps}`` per video,
+:func:`read_metrics_config`), or two folders paired by clip name: a PisaBench folder is a directory of clip folders,
+each with ``mask.npz`` (key ``mask``) and ``clip_info.json``; a vidalign shard folder holds ``data/**.tar`` with
+``<key>.mask.npz`` (+ ``<key>.json``) members, read with :mod:`tarfile` and guarded member names.
 """
 
 from __future__ import annotations
@@ -33,26 +42,45 @@ METRICS = ("l2", "chamfer", "iou")
 
 # ----------------------------------------------------------------------------------------------- alignment
 def align_frames(n_pred: int, n_gt: int, gt_fps: float = 16.0, pd_fps: float = 16.0) -> tuple[np.ndarray, np.ndarray]:
-    """``(pred_indices, gt_indices)``: pred frame k ↔ GT frame ``int(k·gt_fps/pd_fps)``, kept inside the GT."""
-    if gt_fps <= 0 or pd_fps <= 0:
+    """``(pred_indices, gt_indices)``: pred frame k ↔ GT frame ``int(k * (gt_fps / pd_fps))``, kept inside the GT.
+
+    The ratio is computed first, as in the authors' ``eval.py``: ``int(11 * 59.94 / 29.97)`` is 21 but
+    ``int(11 * (59.94 / 29.97))`` is 22, and the latter is what PisaBench scores.
+    """
+    if not (gt_fps > 0 and pd_fps > 0):
         raise VidalignError(f"frame rates must be positive (gt_fps={gt_fps}, pd_fps={pd_fps}); pass --gt-fps/--pd-fps")
+    ratio = gt_fps / pd_fps
     pred, gt = [], []
     for k in range(n_pred):
-        g = int(k * gt_fps / pd_fps)
+        g = int(k * ratio)
         if g < n_gt:
             pred.append(k)
             gt.append(g)
     return np.asarray(pred, dtype=np.int64), np.asarray(gt, dtype=np.int64)
 
 
-def dropping_object(num_objects: int, points: Sequence[Mapping] | None = None) -> int:
-    """Index of the dropping object: the last one, or with ``points`` the one whose positive point is highest."""
-    if not points:
+def dropping_object(num_objects: int, points: Sequence[Mapping] | None = None, source: str = "clip_info.json") -> int:
+    """Index of the dropping object: the last one, or with ``points`` the one whose positive points reach the
+    smallest y (the first on ties), as ``get_dropping_obj_index`` in the authors' ``eval.py``.
+
+    Points the authors' code could not read (no ``positive`` list, an empty one) raise :class:`InputError`.
+    """
+    if points is None:
         return num_objects - 1
-    best, best_y = 0, math.inf
+    if not isinstance(points, Sequence) or isinstance(points, str) or not points:
+        raise InputError(source, "points", f"expected a non-empty list of {{positive, negative}}, got {points!r}",
+                         "annotate every object with positive points")
+    best, best_y = 0, 10000.0  # the authors' starting minimum
     for i, p in enumerate(points):
-        ys = [float(xy[1]) for xy in (p.get("positive") or [])]
-        if ys and min(ys) < best_y:
+        pos = p.get("positive") if isinstance(p, Mapping) else None
+        try:
+            ys = [float(xy[1]) for xy in pos]
+        except (TypeError, IndexError, ValueError):
+            ys = []
+        if not ys:
+            raise InputError(source, f"points[{i}].positive", f"{pos!r} holds no [x, y] point",
+                             "give every object at least one positive point")
+        if min(ys) < best_y:
             best, best_y = i, min(ys)
     return best
 
@@ -166,6 +194,193 @@ def dataset_mean(videos: Iterable[Mapping[str, float]]) -> dict[str, float]:
     return {m: _nanmean(np.array([v[m] for v in videos], dtype=np.float64)) for m in METRICS}
 
 
+# ----------------------------------------------------------------------------------------------- one video
+@dataclass(frozen=True)
+class Dropped:
+    """A video the authors' ``eval.py`` would skip (it raises there): which one and why."""
+
+    name: str
+    reason: str
+    line: int | None = None  # 1-based line of the metrics config, when scored from one
+
+    def to_json(self) -> dict:
+        out = {"name": self.name, "reason": self.reason}
+        if self.line is not None:
+            out["line"] = self.line
+        return out
+
+
+def as_frames_objects(mask, source: str) -> np.ndarray:
+    """Bool ``[T, N, H, W]``: rank 4 as is, rank 3 (one object saved squeezed) as ``[T, 1, H, W]``."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask[:, None]
+    if mask.ndim != 4:
+        raise InputError(source, "mask", f"has rank {mask.ndim} (shape {mask.shape}); expected [T, N, H, W] or, "
+                         "for one object, [T, H, W]", "save the masks SAM 2 propagated, frames first")
+    if mask.dtype != bool:
+        if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)) or \
+                (mask.size and not np.isin(mask, (0, 1)).all()):
+            raise InputError(source, "mask", f"dtype {mask.dtype} with values other than 0/1",
+                             "store mask.astype(bool)")
+        mask = mask.astype(bool)
+    return mask
+
+
+check_mask = as_frames_objects
+
+
+def score_video(gt, pred, gt_fps: float = 16.0, pd_fps: float = 16.0, points: Sequence[Mapping] | None = None,
+                gt_source: str = "GT", pd_source: str = "prediction", info_source: str = "clip_info.json"
+                ) -> dict[str, float]:
+    """``{"l2", "chamfer", "iou"}`` of one video, step by step as the authors' ``process_single_video``.
+
+    ``gt`` and ``pred`` are masks ``[T, N, H, W]`` or ``[T, H, W]``; ``points`` (a real clip's annotation) picks the
+    dropping object, else it is the last one. Raises :class:`InputError` where their code raises.
+    """
+    gt = as_frames_objects(gt, gt_source)
+    pred = as_frames_objects(pred, pd_source)
+    # the last object for simulated clips (their index -1), else the annotated one; the same index for both
+    sel = -1 if points is None else dropping_object(gt.shape[1], points, info_source)
+    pi, gi = align_frames(len(pred), len(gt), gt_fps, pd_fps)
+    gt, pred = gt[gi], pred[: min(len(gi), len(pred))]
+    for mask, src in ((gt, gt_source), (pred, pd_source)):
+        if not -mask.shape[1] <= sel < mask.shape[1]:
+            raise InputError(src, "mask", f"has {mask.shape[1]} object(s) but the dropping object is index {sel}",
+                             "segment every annotated object (the authors' eval.py indexes the prediction with the "
+                             "GT's index)")
+    if gt.shape[2:] != pred.shape[2:]:
+        raise InputError(pd_source, "mask", f"is {pred.shape[2]}x{pred.shape[3]} but the GT is {gt.shape[2]}x"
+                         f"{gt.shape[3]}", "resize the generated videos to the benchmark resolution before segmenting")
+    a, b = gt[:, sel], pred[:, sel]
+    return {"l2": l2_distance(a, b), "chamfer": chamfer_distance(a, b), "iou": iou(a, b)}
+
+
+def summarise(rows: Sequence[Mapping], dropped: Sequence[Dropped]) -> dict:
+    """``{"mean", "videos", "dropped"}`` with the NaN-mean over the scored videos."""
+    return {"mean": dataset_mean(rows) if rows else {m: math.nan for m in METRICS}, "videos": list(rows),
+            "dropped": [d.to_json() for d in dropped]}
+
+
+# ----------------------------------------------------------------------------------------------- metrics config
+CONFIG_FIELDS = ("gt_mask", "gt_fps", "pd_mask", "pd_fps")
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """One line of the authors' metrics config (``configs/eval/*.jsonl``), paths resolved."""
+
+    line: int
+    raw: dict
+    gt_mask: Path | None = None
+    pd_mask: Path | None = None
+    gt_fps: float = 0.0
+    pd_fps: float = 0.0
+    gt_annotation: Path | None = None
+    error: str | None = None  # why the line cannot be scored (their eval.py would raise on it)
+
+    @property
+    def name(self) -> str:
+        path = self.pd_mask or self.gt_mask
+        return path.parent.name if path is not None else f"line {self.line}"
+
+
+def _resolve(value: str, base: Path) -> Path:
+    """A config path as the authors' script opens it (relative to the working directory), falling back to the
+    config file's folder for relative paths written next to it."""
+    p = Path(value).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    return base / p
+
+
+def read_metrics_config(path: str | Path) -> list[ConfigEntry]:
+    """Entries of a metrics config JSONL, in file order; a line that cannot be scored carries its ``error``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, "metrics config not found", "pass a JSONL with gt_mask, gt_fps, pd_mask, pd_fps")
+    base = path.parent
+    entries = []
+    with path.open(encoding="utf-8") as fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{n}", None, f"not valid JSON ({exc.msg})",
+                                 "write one object per line, as configs/eval/*.jsonl") from None
+            if not isinstance(obj, dict):
+                raise InputError(f"{path}:{n}", None, f"expected an object, got {type(obj).__name__}",
+                                 'write {"gt_mask": ..., "gt_fps": ..., "pd_mask": ..., "pd_fps": ...}')
+            missing = [f for f in CONFIG_FIELDS if f not in obj]
+            bad = [f for f in ("gt_fps", "pd_fps") if f in obj and (isinstance(obj[f], bool) or
+                                                                  not isinstance(obj[f], (int, float)))]
+            paths = [f for f in ("gt_mask", "pd_mask", "gt_annotation") if f in obj and not isinstance(obj[f], str)]
+            if missing or bad or paths:
+                what = (f"misses {', '.join(missing)}" if missing else
+                        f"{(bad or paths)[0]} = {obj[(bad or paths)[0]]!r} is not a {'number' if bad else 'path'}")
+                entries.append(ConfigEntry(n, obj, error=f"{path}:{n}: {what}"))
+                continue
+            ann = obj.get("gt_annotation")
+            entries.append(ConfigEntry(n, obj, _resolve(obj["gt_mask"], base), _resolve(obj["pd_mask"], base),
+                                       float(obj["gt_fps"]), float(obj["pd_fps"]),
+                                       _resolve(ann, base) if ann is not None else None))
+    if not entries:
+        raise InputError(path, None, "holds no entries", "write one JSON object per video")
+    return entries
+
+
+def _annotation_points(path: Path):
+    if not path.is_file():
+        raise InputError(path, "gt_annotation", "file not found", "point gt_annotation at the clip's clip_info.json")
+    info = _read_info(path)
+    if "points" not in info:
+        raise InputError(path, "points", "missing", "a real clip's clip_info.json lists the objects' points")
+    return info["points"]
+
+
+def score_entry(entry: ConfigEntry) -> dict[str, float]:
+    """Metrics of one config line (raises :class:`InputError` where the authors' ``eval.py`` raises)."""
+    if entry.error is not None:
+        raise VidalignError(f"{entry.error}; write gt_mask, gt_fps, pd_mask and pd_fps (numbers for the fps)")
+    points = _annotation_points(entry.gt_annotation) if entry.gt_annotation is not None else None
+    gt = _load_npz_mask(entry.gt_mask, str(entry.gt_mask))
+    pd = _load_npz_mask(entry.pd_mask, str(entry.pd_mask))
+    return score_video(gt, pd, entry.gt_fps, entry.pd_fps, points, str(entry.gt_mask), str(entry.pd_mask),
+                       str(entry.gt_annotation))
+
+
+def evaluate_config(entries: Sequence[ConfigEntry], progress: bool = False) -> dict:
+    """Score every config line in order: ``{"mean", "videos", "dropped"}``; each video row holds the authors'
+    keys (``l2``, ``chamfer_distance``, ``iou``, ``config``) plus ``name`` and ``line``."""
+    from tqdm.auto import tqdm
+
+    rows, dropped = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for e in tqdm(entries, desc="pisabench", disable=not progress, unit="video"):
+            try:
+                m = score_entry(e)
+            except (InputError, VidalignError) as exc:
+                dropped.append(Dropped(e.name, str(exc), e.line))
+                continue
+            rows.append({"name": e.name, "line": e.line, "l2": m["l2"], "chamfer": m["chamfer"], "iou": m["iou"],
+                         "config": e.raw})
+    return summarise(rows, dropped)
+
+
+def results_line(row: Mapping) -> dict:
+    """One line of the authors' output file: ``{"l2", "chamfer_distance", "iou", "config"}``."""
+    return {"l2": row["l2"], "chamfer_distance": row["chamfer"], "iou": row["iou"], "config": row.get("config", {})}
+
+
+def results_text(task: str, mean: Mapping[str, float], scored: int, dropped: int) -> str:
+    """The block the authors' ``eval.py`` appends to its results file, plus the count of videos it scored."""
+    return (f"Task: {task}\nL2: {mean['l2']}\nChamfer Distance: {mean['chamfer']}\nIoU: {mean['iou']}\n"
+            f"Videos: {scored} scored, {dropped} dropped\n\n")
+
+
 # ----------------------------------------------------------------------------------------------- readers
 @dataclass(frozen=True)
 class Clip:
@@ -177,34 +392,26 @@ class Clip:
     source: str = ""
 
     @property
+    def points(self):
+        """The annotation that picks the dropping object (real clips), or ``None`` (the last object)."""
+        return self.info.get("points") if "points" in self.info else None
+
+    @property
     def target(self) -> int:
         """Index of the dropping object."""
-        return dropping_object(self.mask.shape[1], self.info.get("points"))
-
-
-def check_mask(mask, source: str) -> np.ndarray:
-    """A bool ``[V, N, H, W]`` array or a one-line error naming ``source``."""
-    mask = np.asarray(mask)
-    if mask.ndim != 4:
-        raise InputError(source, "mask", f"has rank {mask.ndim} (shape {mask.shape}); expected bool [V, N, H, W]",
-                         "store frames, objects, height, width (add an object axis for a single object)")
-    if mask.shape[1] == 0 or mask.shape[0] == 0:
-        raise InputError(source, "mask", f"shape {mask.shape} has no frames or no objects", "store at least one")
-    if mask.dtype != bool:
-        if not np.issubdtype(mask.dtype, np.integer) or mask.min() < 0 or mask.max() > 1:
-            raise InputError(source, "mask", f"dtype {mask.dtype} is not boolean", "store mask.astype(bool)")
-        mask = mask.astype(bool)
-    return mask
+        return dropping_object(self.mask.shape[1], self.points, f"{self.source}/clip_info.json")
 
 
 def _load_npz_mask(data: bytes | Path, source: str) -> np.ndarray:
+    if isinstance(data, Path) and not data.is_file():
+        raise InputError(source, None, "mask file not found", "segment the clip first (vidalign segment)")
     try:
         with np.load(io.BytesIO(data) if isinstance(data, bytes) else data, allow_pickle=False) as z:
             if "mask" not in z.files:
                 raise InputError(source, "mask", f"key missing (keys: {', '.join(z.files) or 'none'})",
                                  "save with np.savez_compressed(path, mask=masks)")
-            return check_mask(z["mask"], source)
-    except (ValueError, OSError) as exc:
+            return as_frames_objects(z["mask"], source)
+    except (ValueError, OSError, EOFError) as exc:
         raise InputError(source, None, f"cannot be read as .npz ({exc})", "write it with np.savez_compressed") from None
 
 
@@ -300,28 +507,24 @@ def pair_clips(gt: Sequence[Clip], pred: Sequence[Clip], gt_root: str, pred_root
     return [(c, pred_by[c.name]) for c in gt]
 
 
-def select_object(gt: Clip, pred: Clip) -> tuple[np.ndarray, np.ndarray]:
-    """The dropping object's masks ``[T, H, W]`` of both clips (a one-object prediction is used as is)."""
-    idx = gt.target
-    n_gt, n_pd = gt.mask.shape[1], pred.mask.shape[1]
-    if n_pd == n_gt:
-        return gt.mask[:, idx], pred.mask[:, idx]
-    if n_pd == 1:
-        return gt.mask[:, idx], pred.mask[:, 0]
-    raise InputError(pred.source, "mask", f"has {n_pd} objects but the GT clip {gt.name!r} has {n_gt}",
-                     "seed the segmenter with every GT object, or with the dropping object only")
-
-
 def evaluate(gt: Sequence[Clip], pred: Sequence[Clip], gt_fps: float = 16.0, pd_fps: float = 16.0,
              gt_root: str = "GT", pred_root: str = "prediction", progress: bool = False) -> dict:
-    """``{"mean": {l2, chamfer, iou}, "videos": [{name, l2, chamfer, iou}]}`` over matched clips."""
+    """``{"mean", "videos": [{name, l2, chamfer, iou}], "dropped": [{name, reason}]}`` over clips matched by name.
+
+    Each pair is scored by :func:`score_video`; a pair the authors' ``eval.py`` would skip is dropped and listed.
+    """
     from tqdm.auto import tqdm
 
-    rows = []
+    rows, dropped = [], []
     pairs = pair_clips(gt, pred, gt_root, pred_root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for g, p in tqdm(pairs, desc="pisabench", disable=not progress, unit="video"):
-            a, b = select_object(g, p)
-            rows.append({"name": g.name, **video_metrics(a, b, gt_fps, pd_fps)})
-    return {"mean": dataset_mean(rows), "videos": rows}
+            try:
+                m = score_video(g.mask, p.mask, gt_fps, pd_fps, g.points, g.source, p.source,
+                                f"{g.source}/clip_info.json")
+            except (InputError, VidalignError) as exc:
+                dropped.append(Dropped(g.name, str(exc)))
+                continue
+            rows.append({"name": g.name, **m})
+    return summarise(rows, dropped)
