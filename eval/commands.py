@@ -47,6 +47,9 @@ def register(sub, groups) -> None:
     p.add_argument("--min-frames", type=int, default=20, help="fewer kept frames make a video invalid")
     p.add_argument("--allow-pickle", action="store_true",
                    help="read the authors' track pickles (restricted to numpy arrays and builtins; trusted files only)")
+    p.add_argument("--seeds", default="all",
+                   help="score only videos whose name carries one of these seeds (..._seed03...): 'authors' = 00-04 as "
+                        "calc_dsr_score.py, a range '0-4', a list '0,2', or 'all' (default)")
     p.add_argument("--out", type=Path, default=None, help="results JSON")
     p.set_defaults(func=cmd_dsr)
 
@@ -210,6 +213,39 @@ def match_prompt_id(name: str, prompt_ids: list[str]) -> str | None:
     return max(hits, key=len) if hits else None
 
 
+def parse_seeds(text: str) -> set[int] | None:
+    """``--seeds``: ``all`` → None, ``authors`` → {0..4}, ``0-4`` → a range, ``0,2`` → a list."""
+    from vidalign.eval.dsr_score import AUTHORS_SEEDS
+
+    text = str(text).strip().lower()
+    if text == "all":
+        return None
+    if text == "authors":
+        return set(AUTHORS_SEEDS)
+    try:
+        out: set[int] = set()
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            out.update(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError:
+        raise VidalignError(f"--seeds {text!r}: write 'all', 'authors', a range such as 0-4 or a list such as 0,2") \
+            from None
+    if not out:
+        raise VidalignError(f"--seeds {text!r} names no seed; write e.g. 0-4")
+    return out
+
+
+def video_seed(name: str, source) -> int:
+    """The seed in a video's name, as the authors name them (``<prompt_id>_F81_seed03.mp4``)."""
+    import re
+
+    found = re.findall(r"seed[_-]?(\d+)", Path(name).name)
+    if not found:
+        raise InputError(source, "video", f"{name!r} carries no seed (…_seed03…)",
+                         "name videos <prompt_id>_F81_seed<NN>.mp4 as the authors do, or drop --seeds")
+    return int(found[-1])
+
+
 def cmd_dsr(args) -> int:
     from vidalign.eval.dsr_prompts_csv import prompts_by_id, read_prompts_csv
     from vidalign.eval.dsr_score import THRESHOLDS, acc_at, score_tracks
@@ -218,6 +254,13 @@ def cmd_dsr(args) -> int:
         raise VidalignError(f"--min-frames={args.min_frames} is too small; the score uses the first and last 3 frames")
     prompts = prompts_by_id(read_prompts_csv(args.prompts))
     tracks = _load_tracks(args.tracks, args.allow_pickle, list(prompts))
+    seeds = parse_seeds(args.seeds)
+    if seeds is not None:
+        kept = [t for t in tracks if video_seed(t.video, args.tracks) in seeds]
+        print(f"scoring {len(kept)} of {len(tracks)} videos (seeds {', '.join(f'{s:02d}' for s in sorted(seeds))})")
+        if not kept:
+            raise VidalignError(f"--seeds {args.seeds}: no video of {args.tracks} has one of these seeds")
+        tracks = kept
     scores = score_tracks(tracks, prompts, str(args.tracks), args.min_frames)
     result = {"acc": acc_at(scores),
               "videos": [{"video": t.video, "prompt_id": t.prompt_id, "dsr": s} for t, s in zip(tracks, scores)]}

@@ -26,7 +26,10 @@ from vidalign.errors import InputError, VidalignError, require
 from vidalign.eval.dsr_prompts_csv import RELATIONS, DSRPrompt
 
 MIN_FRAMES = 20
-THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(10))
+# calc_correctness.py loops over np.arange(0, 1, 0.1): 0.30000000000000004, 0.6000000000000001, ... so a DSR of
+# exactly 0.3 fails at "0.3" there; the thresholds are those floats (keys still print as "0.3")
+THRESHOLDS = tuple(float(t) for t in np.arange(0, 1, 0.1))
+AUTHORS_SEEDS = (0, 1, 2, 3, 4)  # calc_dsr_score.py scores <prompt_id>_F81_seed00..04 only
 
 
 # ----------------------------------------------------------------------------------------------- scores
@@ -45,8 +48,14 @@ def relation_scores(animal_box: Sequence[float], object_box: Sequence[float]) ->
     return {"L": -cos_x * dx, "R": cos_x * dx, "T": -cos_y * dy, "B": cos_y * dy}
 
 
-def _degenerate(box: Sequence[float]) -> bool:
-    return not (box[2] - box[0] > 0 and box[3] - box[1] > 0)
+def degenerate(animal_box: Sequence[float], object_box: Sequence[float]) -> bool:
+    """``calc_dsr_score.py``'s skip rule: either box has zero width, or the mean width or mean height is zero.
+
+    A zero-height box alone keeps the frame (its partner's height makes the mean positive).
+    """
+    wa, wo = float(animal_box[2]) - float(animal_box[0]), float(object_box[2]) - float(object_box[0])
+    h_bar = 0.5 * ((float(animal_box[3]) - float(animal_box[1])) + (float(object_box[3]) - float(object_box[1])))
+    return wa == 0 or wo == 0 or 0.5 * (wa + wo) == 0 or h_bar == 0
 
 
 @dataclass(frozen=True)
@@ -78,17 +87,17 @@ class Track:
 
 
 def kept_frames(frames: Iterable[TrackFrame], animal: str, obj: str) -> list[tuple[int, tuple, tuple]]:
-    """``(index, animal_box, object_box)`` of frames labelled exactly {animal, object}, sorted by index."""
+    """``(index, animal_box, object_box)`` of frames labelled exactly {animal, object} whose boxes pass
+    :func:`degenerate`, sorted by index (``calc_dsr_score.py``)."""
     kept = []
-    for f in frames:
-        if len(f.labels) != 2 or set(f.labels) != {animal, obj} or animal == obj:
+    for f in sorted(frames, key=lambda f: f.index):
+        if sorted(f.labels) != sorted([animal, obj]) or animal == obj:
             continue
         a = f.boxes[f.labels.index(animal)]
         o = f.boxes[f.labels.index(obj)]
-        if _degenerate(a) or _degenerate(o):
+        if degenerate(a, o):
             continue
         kept.append((f.index, a, o))
-    kept.sort(key=lambda item: item[0])
     return kept
 
 
@@ -215,23 +224,121 @@ def write_tracks(path: str | Path, tracks: Iterable[Track]) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- pickles
-_ALLOWED_GLOBALS = {
-    ("builtins", name) for name in ("list", "tuple", "dict", "set", "frozenset", "int", "float", "str",
-                                    "bytes", "bytearray", "bool", "complex", "slice", "range")
-} | {
-    (mod, name)
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray")
-    for name in ("_reconstruct", "scalar")
-} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+_ALLOWED_BUILTINS = frozenset({"list", "tuple", "dict", "set", "frozenset", "int", "float", "str", "bytes",
+                               "bytearray", "bool", "complex", "slice", "range"})
+_PLAIN_KINDS = frozenset("biufcSU")  # bool, ints, floats, complex, byte and unicode strings: no object pointers
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Builds only numpy arrays/scalars and builtin values: any other class is refused."""
+def _plain_dtype(d) -> bool:
+    """A dtype whose items hold no object references, with the flags numpy itself gives that type."""
+    try:
+        return (isinstance(d, np.dtype) and d.kind in _PLAIN_KINDS and not d.hasobject and d.fields is None
+                and d.flags == np.dtype(d.str).flags)
+    except TypeError:
+        return False
+
+
+def _refuse(what: str):
+    raise pickle.UnpicklingError(f"refusing to load {what}")
+
+
+def _np_attr(module: str, name: str):
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def _safe_dtype(obj, align=False, copy=False):
+    """``numpy.dtype`` that always copies (``copy=False`` would hand out numpy's shared builtin dtypes)."""
+    if not isinstance(obj, str):
+        _refuse(f"numpy.dtype({obj!r})")
+    return np.dtype(obj, bool(align), True)
+
+
+def _ndarray_marker(*args, **kwargs):
+    _refuse("a direct numpy.ndarray(...) call")
+
+
+def _safe_reconstruct(module: str):
+    inner = _np_attr(module, "_reconstruct")
+
+    def _reconstruct(cls, shape, typecode):
+        if cls is not _ndarray_marker or not isinstance(typecode, (bytes, str)):
+            _refuse(f"numpy _reconstruct({cls!r}, ...)")
+        return inner(np.ndarray, shape, typecode)
+
+    return _reconstruct
+
+
+def _safe_frombuffer(module: str):
+    inner = _np_attr(module, "_frombuffer")
+
+    def _frombuffer(buf, dtype, shape, order):
+        if not isinstance(buf, (bytes, bytearray)) or not _plain_dtype(dtype):
+            _refuse(f"numpy _frombuffer of {type(buf).__name__} as {dtype!r}")
+        return inner(buf, dtype, shape, order)
+
+    return _frombuffer
+
+
+def _safe_scalar(module: str):
+    inner = _np_attr(module, "scalar")
+
+    def scalar(dtype, data=None):
+        if not _plain_dtype(dtype) or not isinstance(data, (bytes, type(None))):
+            _refuse(f"numpy scalar of {dtype!r}")
+        return inner(dtype, data) if data is not None else inner(dtype)
+
+    return scalar
+
+
+_NUMPY_FACTORIES = {
+    **{(m, "_reconstruct"): _safe_reconstruct for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(m, "scalar"): _safe_scalar for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    # protocol 5 pickles rebuild arrays with _frombuffer(bytes, dtype, shape, order): bytes reinterpreted as a
+    # plain dtype, nothing else
+    **{(m, "_frombuffer"): _safe_frombuffer for m in ("numpy.core.numeric", "numpy._core.numeric")},
+}
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Builds only numpy arrays/scalars of plain dtypes (no object arrays) and builtin values; any other global is
+    refused, and every numpy dtype or array state is checked before it can take effect.
+
+    The pure-Python unpickler is used so that ``BUILD`` (``__setstate__``) can be checked: a dtype state with
+    the object flag, or an array of an object dtype, would let raw bytes be read as object pointers.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str):
-        if (module, name) in _ALLOWED_GLOBALS:
+        if module == "builtins" and name in _ALLOWED_BUILTINS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if (module, name) in _NUMPY_FACTORIES:
+            return _NUMPY_FACTORIES[(module, name)](module)
+        if (module, name) == ("numpy", "dtype"):
+            return _safe_dtype
+        if (module, name) == ("numpy", "ndarray"):
+            return _ndarray_marker
+        if (module, name) == ("_codecs", "encode"):  # protocol 2 writes bytes as _codecs.encode(str, "latin1")
+            return super().find_class(module, name)
+        _refuse(f"{module}.{name}")
+
+    def _load_build(self):
+        state, inst = self.stack[-1], self.stack[-2]
+        if isinstance(inst, np.dtype):
+            probe = np.dtype(inst, copy=True)
+            probe.__setstate__(state)
+            if not _plain_dtype(probe):
+                _refuse(f"a numpy dtype state {state!r}")
+        elif isinstance(inst, np.ndarray):
+            if not isinstance(state, tuple) or len(state) < 4 or not _plain_dtype(state[2]):
+                _refuse("a numpy array of a dtype with object references")
+        elif not isinstance(inst, (list, dict, set)):
+            _refuse(f"a state for {type(inst).__name__}")
+        pickle._Unpickler.load_build(self)
+
+    dispatch[pickle.BUILD[0]] = _load_build
 
 
 def restricted_load(data: bytes, source: str) -> object:
@@ -244,10 +351,12 @@ def restricted_load(data: bytes, source: str) -> object:
 
 
 def track_from_pickle(path: str | Path, video: str, prompt_id: str, *, allow_pickle: bool = False) -> Track:
-    """Convert an authors' track pickle (list of ``(frame_index, labels, xyxy)``) to a :class:`Track`.
+    """Convert an authors' track pickle to a :class:`Track`: a list of ``[frame_index, labels, xyxy]``, with a
+    fourth element (the masks ``[2, H, W]``) for B/F prompt types, as ``detection.py`` writes them (any pickle
+    protocol; numpy arrays in band).
 
     Pickles can run code when loaded, so this refuses unless ``allow_pickle=True`` and then uses a restricted
-    unpickler that only reconstructs numpy arrays and builtin containers.
+    unpickler that only reconstructs numpy arrays and builtin containers. The masks are not used by the score.
     """
     path = Path(path)
     if not allow_pickle:
@@ -261,9 +370,9 @@ def track_from_pickle(path: str | Path, video: str, prompt_id: str, *, allow_pic
                          "pass the detection pickles the authors' run_detection.sh wrote")
     record = {"video": video, "prompt_id": prompt_id, "frames": []}
     for i, item in enumerate(obj):
-        if not isinstance(item, (list, tuple)) or len(item) != 3:
-            raise InputError(path, f"[{i}]", "is not a (frame_index, labels, xyxy) triple", "pass the authors' format")
-        idx, labels, xyxy = item
+        if not isinstance(item, (list, tuple)) or len(item) not in (3, 4):
+            raise InputError(path, f"[{i}]", "is not [frame_index, labels, xyxy] (+ masks)", "pass the authors' format")
+        idx, labels, xyxy = item[:3]
         boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4) if len(labels) else np.zeros((0, 4))
         record["frames"].append({"index": int(idx), "labels": [str(x) for x in labels], "boxes": boxes.tolist()})
     return parse_track(record, str(path))

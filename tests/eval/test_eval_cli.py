@@ -195,6 +195,28 @@ def test_eval_dsr_pickles(tmp_path, capsys):
     assert res["videos"][0]["dsr"] >= 0.99 and res["videos"][1]["dsr"] <= 0.01
 
 
+def test_eval_dsr_authors_seeds(tmp_path, capsys):
+    """detection.py writes <prompt_id>_F81_seed<NN>.mp4.pkl for 10 seeds; calc_dsr_score.py scores 00-04."""
+    csv = _prompts(tmp_path)
+    det = tmp_path / "eval_30_det"
+    det.mkdir()
+    good = [[f.index, list(f.labels), np.asarray(f.boxes, dtype=np.int64)] for f in _crossing()]
+    for seed in range(10):
+        with open(det / f"1_LR_F81_seed{seed:02d}.mp4.pkl", "wb") as fh:
+            pickle.dump(good if seed < 5 else [], fh)  # seeds 05-09 were rejected by the frame rules
+    code, out, _ = _run(capsys, "eval", "dsr", "--tracks", str(det), "--prompts", str(csv), "--allow-pickle",
+                        "--seeds", "authors")
+    assert code == 0 and "scoring 5 of 10 videos (seeds 00, 01, 02, 03, 04)" in out and "(0 invalid)" in out
+    code, out, _ = _run(capsys, "eval", "dsr", "--tracks", str(det), "--prompts", str(csv), "--allow-pickle")
+    assert code == 0 and "over 10 videos (5 invalid)" in out
+    code, out, _ = _run(capsys, "eval", "dsr", "--tracks", str(det), "--prompts", str(csv), "--allow-pickle",
+                        "--seeds", "3-5,9")
+    assert "scoring 4 of 10" in out and "(2 invalid)" in out
+    code, _, err = _run(capsys, "eval", "dsr", "--tracks", str(det), "--prompts", str(csv), "--seeds", "x-y",
+                        "--allow-pickle")
+    assert code == 2 and "--seeds" in err
+
+
 def test_eval_omniscore(tmp_path, capsys):
     from vidalign.eval.omniscore import DIMENSIONS
 
