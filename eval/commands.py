@@ -55,9 +55,14 @@ def register(sub, groups) -> None:
 
     p = ev.add_parser("omniscore", help="VideoDPO's OmniScore from VBench per-dimension results",
                       description="Quality, Semantic and OmniScore per video (SPEC §2).")
-    p.add_argument("--vbench", required=True, type=Path, help="folder with the seven {dim}_eval_results.json")
+    p.add_argument("--vbench", required=True, type=Path,
+                   help="folder with the seven {dim}_eval_results.json (VBench) or {dim}__eval_results.json (the "
+                        "VideoDPO fork, one folder per candidate: 01/000000.mp4 ...)")
     p.add_argument("--num-frames", type=int, default=16,
-                   help="frames subject_consistency was summed over (the authors hard-code 16)")
+                   help="frames of the scored videos; subject_consistency is divided by it (the authors hard-code 16)")
+    p.add_argument("--subject-consistency", choices=["auto", "sum", "mean"], default="auto",
+                   help="what VBench wrote per video: sum over frame pairs (the VideoDPO fork), mean (upstream "
+                        "VBench), or auto: detect (all values > 1: sum; none: mean)")
     p.add_argument("--out", type=Path, default=None, help="results JSON")
     p.set_defaults(func=cmd_omniscore)
 
@@ -280,7 +285,12 @@ def cmd_dsr(args) -> int:
 def cmd_omniscore(args) -> int:
     from vidalign.eval.omniscore import OmniScoreConfig, score_folder
 
-    result = score_folder(args.vbench, OmniScoreConfig(num_frames=args.num_frames))
+    result = score_folder(args.vbench, OmniScoreConfig(num_frames=args.num_frames,
+                                                       subject_consistency=args.subject_consistency))
+    sc = result["subject_consistency"]
+    print(f"subject_consistency: per-video {sc['mode']} ({sc['decided']}), "
+          + (f"÷ {sc['num_frames']}" if sc["mode"] == "sum" else f"× {sc['num_frames'] - 1}/{sc['num_frames']}")
+          + " (the authors' scale)")
     m = result["mean"]
     _mean_table("OmniScore", {"Quality": m["quality"], "Semantic": m["semantic"], "Omni": m["omniscore"]},
                 len(result["videos"]), width=9)
