@@ -137,14 +137,8 @@ def _fmt(v: float | None, width: int = 8) -> str:
 
 # ------------------------------------------------------------------------------------------------ eval pisa
 def cmd_pisa(args) -> int:
-    from vidalign.eval.pisa import (
-        evaluate,
-        evaluate_config,
-        read_clips,
-        read_metrics_config,
-        results_line,
-        results_text,
-    )
+    from vidalign.eval.pisa import evaluate, read_clips
+    from vidalign.eval.pisa_config import evaluate_config, read_metrics_config, results_line, results_text
 
     progress = sys.stderr.isatty()
     if args.config is not None:
@@ -389,7 +383,7 @@ def _segment_from_points(args) -> int:
     import numpy as np
     from tqdm.auto import tqdm
 
-    from vidalign.eval.pisa import _read_info
+    from vidalign.eval.pisa import read_clip_info
     from vidalign.eval.segment import Seed
     from vidalign.eval.video_inputs import VideoItem
 
@@ -402,7 +396,7 @@ def _segment_from_points(args) -> int:
         try:
             if not ann.is_file():
                 raise InputError(ann, None, "clip_info.json not found", "annotate the clip with points first")
-            info = _read_info(ann)
+            info = read_clip_info(ann)
             points = info.get("points")
             if not isinstance(points, list) or not points:
                 raise InputError(ann, "points", f"missing or empty ({points!r})",

@@ -14,10 +14,11 @@ Scored as the authors' ``eval.py`` / ``utils/metrics.py`` score it (vision-x-nyu
 - A video their script would drop (it raises: missing file, too few objects in the prediction, sizes that differ,
   an annotation without points) is dropped here too, but reported and counted (:class:`Dropped`), never silently.
 
-Inputs: the authors' metrics config (JSONL, one ``{gt_mask, gt_fps, [gt_annotation], pd_mask, pd_fps}`` per video,
-:func:`read_metrics_config`), or two folders paired by clip name: a PisaBench folder is a directory of clip folders,
-each with ``mask.npz`` (key ``mask``) and ``clip_info.json``; a vidalign shard folder holds ``data/**.tar`` with
-``<key>.mask.npz`` (+ ``<key>.json``) members, read with :mod:`tarfile` and guarded member names.
+Inputs: the authors' metrics config (JSONL, one ``{gt_mask, gt_fps, [gt_annotation], pd_mask, pd_fps}`` per
+video, :mod:`vidalign.eval.pisa_config`), or two folders paired by clip name: a PisaBench folder is a directory of
+clip folders, each with ``mask.npz`` (key ``mask``) and ``clip_info.json``; a vidalign shard folder holds
+``data/**.tar`` with ``<key>.mask.npz`` (+ ``<key>.json``) members, read with :mod:`tarfile` and guarded member
+names.
 """
 
 from __future__ import annotations
@@ -262,125 +263,6 @@ def summarise(rows: Sequence[Mapping], dropped: Sequence[Dropped]) -> dict:
             "dropped": [d.to_json() for d in dropped]}
 
 
-# ----------------------------------------------------------------------------------------------- metrics config
-CONFIG_FIELDS = ("gt_mask", "gt_fps", "pd_mask", "pd_fps")
-
-
-@dataclass(frozen=True)
-class ConfigEntry:
-    """One line of the authors' metrics config (``configs/eval/*.jsonl``), paths resolved."""
-
-    line: int
-    raw: dict
-    gt_mask: Path | None = None
-    pd_mask: Path | None = None
-    gt_fps: float = 0.0
-    pd_fps: float = 0.0
-    gt_annotation: Path | None = None
-    error: str | None = None  # why the line cannot be scored (their eval.py would raise on it)
-
-    @property
-    def name(self) -> str:
-        path = self.pd_mask or self.gt_mask
-        return path.parent.name if path is not None else f"line {self.line}"
-
-
-def _resolve(value: str, base: Path) -> Path:
-    """A config path as the authors' script opens it (relative to the working directory), falling back to the
-    config file's folder for relative paths written next to it."""
-    p = Path(value).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    return base / p
-
-
-def read_metrics_config(path: str | Path) -> list[ConfigEntry]:
-    """Entries of a metrics config JSONL, in file order; a line that cannot be scored carries its ``error``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, None, "metrics config not found", "pass a JSONL with gt_mask, gt_fps, pd_mask, pd_fps")
-    base = path.parent
-    entries = []
-    with path.open(encoding="utf-8") as fh:
-        for n, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{n}", None, f"not valid JSON ({exc.msg})",
-                                 "write one object per line, as configs/eval/*.jsonl") from None
-            if not isinstance(obj, dict):
-                raise InputError(f"{path}:{n}", None, f"expected an object, got {type(obj).__name__}",
-                                 'write {"gt_mask": ..., "gt_fps": ..., "pd_mask": ..., "pd_fps": ...}')
-            missing = [f for f in CONFIG_FIELDS if f not in obj]
-            bad = [f for f in ("gt_fps", "pd_fps") if f in obj and (isinstance(obj[f], bool) or
-                                                                  not isinstance(obj[f], (int, float)))]
-            paths = [f for f in ("gt_mask", "pd_mask", "gt_annotation") if f in obj and not isinstance(obj[f], str)]
-            if missing or bad or paths:
-                what = (f"misses {', '.join(missing)}" if missing else
-                        f"{(bad or paths)[0]} = {obj[(bad or paths)[0]]!r} is not a {'number' if bad else 'path'}")
-                entries.append(ConfigEntry(n, obj, error=f"{path}:{n}: {what}"))
-                continue
-            ann = obj.get("gt_annotation")
-            entries.append(ConfigEntry(n, obj, _resolve(obj["gt_mask"], base), _resolve(obj["pd_mask"], base),
-                                       float(obj["gt_fps"]), float(obj["pd_fps"]),
-                                       _resolve(ann, base) if ann is not None else None))
-    if not entries:
-        raise InputError(path, None, "holds no entries", "write one JSON object per video")
-    return entries
-
-
-def _annotation_points(path: Path):
-    if not path.is_file():
-        raise InputError(path, "gt_annotation", "file not found", "point gt_annotation at the clip's clip_info.json")
-    info = _read_info(path)
-    if "points" not in info:
-        raise InputError(path, "points", "missing", "a real clip's clip_info.json lists the objects' points")
-    return info["points"]
-
-
-def score_entry(entry: ConfigEntry) -> dict[str, float]:
-    """Metrics of one config line (raises :class:`InputError` where the authors' ``eval.py`` raises)."""
-    if entry.error is not None:
-        raise VidalignError(f"{entry.error}; write gt_mask, gt_fps, pd_mask and pd_fps (numbers for the fps)")
-    points = _annotation_points(entry.gt_annotation) if entry.gt_annotation is not None else None
-    gt = _load_npz_mask(entry.gt_mask, str(entry.gt_mask))
-    pd = _load_npz_mask(entry.pd_mask, str(entry.pd_mask))
-    return score_video(gt, pd, entry.gt_fps, entry.pd_fps, points, str(entry.gt_mask), str(entry.pd_mask),
-                       str(entry.gt_annotation))
-
-
-def evaluate_config(entries: Sequence[ConfigEntry], progress: bool = False) -> dict:
-    """Score every config line in order: ``{"mean", "videos", "dropped"}``; each video row holds the authors'
-    keys (``l2``, ``chamfer_distance``, ``iou``, ``config``) plus ``name`` and ``line``."""
-    from tqdm.auto import tqdm
-
-    rows, dropped = [], []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for e in tqdm(entries, desc="pisabench", disable=not progress, unit="video"):
-            try:
-                m = score_entry(e)
-            except (InputError, VidalignError) as exc:
-                dropped.append(Dropped(e.name, str(exc), e.line))
-                continue
-            rows.append({"name": e.name, "line": e.line, "l2": m["l2"], "chamfer": m["chamfer"], "iou": m["iou"],
-                         "config": e.raw})
-    return summarise(rows, dropped)
-
-
-def results_line(row: Mapping) -> dict:
-    """One line of the authors' output file: ``{"l2", "chamfer_distance", "iou", "config"}``."""
-    return {"l2": row["l2"], "chamfer_distance": row["chamfer"], "iou": row["iou"], "config": row.get("config", {})}
-
-
-def results_text(task: str, mean: Mapping[str, float], scored: int, dropped: int) -> str:
-    """The block the authors' ``eval.py`` appends to its results file, plus the count of videos it scored."""
-    return (f"Task: {task}\nL2: {mean['l2']}\nChamfer Distance: {mean['chamfer']}\nIoU: {mean['iou']}\n"
-            f"Videos: {scored} scored, {dropped} dropped\n\n")
-
-
 # ----------------------------------------------------------------------------------------------- readers
 @dataclass(frozen=True)
 class Clip:
@@ -402,7 +284,7 @@ class Clip:
         return dropping_object(self.mask.shape[1], self.points, f"{self.source}/clip_info.json")
 
 
-def _load_npz_mask(data: bytes | Path, source: str) -> np.ndarray:
+def load_mask_npz(data: bytes | Path, source: str) -> np.ndarray:
     if isinstance(data, Path) and not data.is_file():
         raise InputError(source, None, "mask file not found", "segment the clip first (vidalign segment)")
     try:
@@ -415,7 +297,7 @@ def _load_npz_mask(data: bytes | Path, source: str) -> np.ndarray:
         raise InputError(source, None, f"cannot be read as .npz ({exc})", "write it with np.savez_compressed") from None
 
 
-def _read_info(path: Path) -> dict:
+def read_clip_info(path: Path) -> dict:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -433,12 +315,12 @@ def read_clip_folder(folder: str | Path, require_info: bool = True) -> Clip:
         raise InputError(folder, "mask.npz", "file missing", "segment the clip first (vidalign segment)")
     info_path = folder / "clip_info.json"
     if info_path.is_file():
-        info = _read_info(info_path)
+        info = read_clip_info(info_path)
     elif require_info:
         raise InputError(folder, "clip_info.json", "file missing", "copy it from the PisaBench download")
     else:
         info = {}
-    return Clip(folder.name, _load_npz_mask(mask_path, str(mask_path)), info, str(folder))
+    return Clip(folder.name, load_mask_npz(mask_path, str(mask_path)), info, str(folder))
 
 
 def iter_shard_members(root: str | Path) -> Iterable[tuple[str, str, str, bytes]]:
@@ -469,7 +351,7 @@ def read_shard_folder(root: str | Path) -> list[Clip]:
         if member == "mask.npz":
             if key in masks:
                 raise InputError(where, None, "sample key repeats", "merge datasets with unique keys")
-            masks[key] = (_load_npz_mask(data, where), where)
+            masks[key] = (load_mask_npz(data, where), where)
         elif member == "json":
             try:
                 infos[key] = json.loads(data)

@@ -183,7 +183,7 @@ def _squeezed_prediction(obj_mask):
 
 
 def test_metrics_config_real_and_sim(tmp_path):
-    from vidalign.eval.pisa import evaluate_config, read_metrics_config, results_line, results_text
+    from vidalign.eval.pisa_config import evaluate_config, read_metrics_config, results_line, results_text
 
     # real clip: 120-fps GT with 16 frames, two objects; the annotation's smallest positive y is object 1
     gt = np.zeros((16, 2, H, H), dtype=bool)
