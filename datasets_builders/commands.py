@@ -32,6 +32,9 @@ def register(sub, groups) -> None:
     p.add_argument("--config", default="pairs", help="config to export (default: pairs)")
     p.add_argument("--split", default="train", help="split to export (default: train)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing layout in OUT")
+    p.add_argument("--short-clips", choices=["refuse", "drop"], default="refuse",
+                   help="clips the authors' loader would skip or misread (clip_duration < 1 s or < 16 frames, which "
+                        "shifts every later pair): refuse the export (default) or leave those pairs out, listed")
     p.set_defaults(func=cmd_export_videodpo)
 
 
@@ -46,7 +49,12 @@ def cmd_import_videodpo(args) -> int:
 def cmd_export_videodpo(args) -> int:
     from vidalign.datasets_builders.videodpo import export_layout
 
-    r = export_layout(args.folder, args.out, config=args.config, split=args.split, overwrite=args.overwrite)
+    r = export_layout(args.folder, args.out, config=args.config, split=args.split, overwrite=args.overwrite,
+                      short_clips=args.short_clips)
+    for d in r["dropped"]:
+        print(f"dropped {d['input']}: {d['reason']}")
     print(f"export videodpo: {r['pairs']} pairs ({r['videos']} videos) → {r['out']} "
-          "(metadata.json, pair.json, winvideos/, losevideos/)")
+          "(metadata.json, pair.json, winvideos/, losevideos/)"
+          + (f"; {len(r['dropped'])} pair(s) with clips too short for the authors' loader left out"
+             if r["dropped"] else ""))
     return 0

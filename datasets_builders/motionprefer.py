@@ -6,12 +6,16 @@ Two builders write the same dataset layout, configs ``default`` and ``trl``, spl
   prompt, sub_task, degree, label_smoothing, frame counts, VQ token codes, sources);
 - ``trl``: one ``json`` member per sample that *is* a TRL preference row — ``prompt``, ``chosen``, ``rejected``
   (motion-token strings ``<motion_id_512>…<motion_id_513>``) and ``label_smoothing``; :func:`trl_dataset`
-  returns those rows as a ``datasets.Dataset`` ready for ``trl.DPOTrainer``. Sample keys match across configs.
+  returns those rows as a ``datasets.Dataset`` ready for ``trl.DPOTrainer``. A pair has the same key in both
+  configs (``trl`` needs only the token files, ``default`` the motions).
 
-``motionprefer-atom`` (``vidalign import atom``) reads ``preference_labels.jsonl`` as the authors' loader does:
-only the *last* ``chosen`` entry counts, skipped rows are dropped, degree → label smoothing
-(Much better 0, Better 0.2, Slightly better 0.3, Negligibly better/unsure 0.5), then the 90/10 split of
-``datasets.Dataset.train_test_split(test_size=0.1, shuffle=True, seed=2222)`` reproduced index for index.
+``motionprefer-atom`` (``vidalign import atom``) reads ``preference_labels.jsonl`` as the authors' loader
+(``src/utils/motiongpt_utils.py``) does: only the *last* ``chosen`` entry counts, rows whose last choice is
+``skipped`` are dropped, degree → label smoothing (Much better 0, Better 0.2, Slightly better 0.3, Negligibly
+better/unsure 0.5), then the 90/10 split of ``datasets.Dataset.train_test_split(test_size=0.1, shuffle=True,
+seed=2222)`` reproduced index for index over every row their filter keeps; rows vidalign cannot use (a bad
+degree, a missing path) are dropped only *after* the split, so the ids of both splits match theirs. Token
+files are found by their rule (:func:`token_paths`); the ``trl`` config needs only the token files.
 ``motionprefer`` renders every candidate of a prompt as a stick figure, asks a judge
 (:mod:`vidalign.datasets_builders.motion_judge`) for a 0–10 score and pairs best against worst.
 """
@@ -60,12 +64,32 @@ class AtomRecord:
 
 @dataclass
 class AtomFile:
-    """A parsed ``preference_labels.jsonl``: usable records (file order), skipped ids, bad lines."""
+    """A parsed ``preference_labels.jsonl``.
+
+    ``rows``: every line the authors' loader keeps (its filter drops only a last choice of ``skipped``), in file
+    order, each an :class:`AtomRecord` or, when vidalign cannot use it, the :class:`InputError` saying why; these
+    are what the train/eval split runs over. ``skipped``: ids the annotators skipped. ``errors``: lines the
+    authors' loader could not read either (not JSON, no ``chosen`` list), outside the split.
+    """
 
     path: str
-    records: list[AtomRecord] = field(default_factory=list)
+    rows: list[AtomRecord | InputError] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     errors: list[InputError] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[AtomRecord]:
+        """The usable rows, in file order."""
+        return [r for r in self.rows if isinstance(r, AtomRecord)]
+
+
+def kept_by_authors(obj: object) -> bool:
+    """The authors' filter ``x["chosen"][-1]["choice"] != "skipped"`` on a row it can evaluate."""
+    if not isinstance(obj, dict):
+        return False
+    chosen = obj.get("chosen")
+    return isinstance(chosen, list) and bool(chosen) and isinstance(chosen[-1], dict) and \
+        chosen[-1].get("choice") != "skipped"
 
 
 def infer_sub_task(path: str | os.PathLike) -> str | None:
@@ -135,12 +159,13 @@ def read_atom_jsonl(path: str | os.PathLike, sub_task: str | None = None) -> Ato
             try:
                 rec = parse_atom_record(obj, str(path), n, task)
             except InputError as exc:
-                out.errors.append(exc)
+                # a row their loader keeps holds its place in the split and is dropped after it
+                (out.rows if kept_by_authors(obj) else out.errors).append(exc)
                 continue
             if rec is None:
                 out.skipped.append(str(obj.get("id")))
             else:
-                out.records.append(rec)
+                out.rows.append(rec)
     return out
 
 
@@ -164,12 +189,16 @@ def resolve(path: str, base: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def token_paths(features: Path) -> list[Path]:
-    """Where MotionGPT's codes for a motion may live: ``<stem>_token.npy`` beside it, or AToM/InstructMotion's
-    ``tokens/`` tree (``features`` → ``tokens`` in the path)."""
-    beside = features.with_name(features.stem + "_token.npy")
-    mirrored = Path(str(beside).replace("features", "tokens"))
-    return [beside] if mirrored == beside else [beside, mirrored]
+def token_paths(features: str, base: Path) -> list[Path]:
+    """Where MotionGPT's codes for the motion at ``features`` (the path as the JSONL writes it) may live, the
+    authors' rule first: ``features[:-4].replace('data2', 'data3') + "_token.npy"`` with ``features`` → ``tokens``,
+    on the path string as written, joined to the JSONL's folder (``os.path.join(base_dir, ...)``); then the same
+    without one of the two replacements, then ``<stem>_token.npy`` beside the features."""
+    stem = features[:-4] if features.lower().endswith(".npy") else features
+    theirs = stem.replace("data2", "data3") + "_token.npy"
+    beside = stem + "_token.npy"
+    names = [theirs.replace("features", "tokens"), theirs, beside.replace("features", "tokens"), beside]
+    return [Path(os.path.join(base, n)) for n in dict.fromkeys(names)]
 
 
 def load_features(path: Path, min_frames: int = MIN_FRAMES, max_frames: int = MAX_FRAMES) -> np.ndarray:
@@ -183,10 +212,14 @@ def load_features(path: Path, min_frames: int = MIN_FRAMES, max_frames: int = MA
     return check_features(arr, str(path), min_frames, max_frames)
 
 
-def load_tokens(features: Path, explicit: str | None = None, base: Path | None = None,
+def load_tokens(features: str, base: Path, explicit: str | None = None,
                 codebook_size: int = CODEBOOK_SIZE) -> list[int] | None:
-    """MotionGPT VQ codes (first row of ``_token.npy``) for a motion, or ``None`` when no token file exists."""
-    paths = [resolve(explicit, base or features.parent)] if explicit else token_paths(features)
+    """MotionGPT VQ codes (first row of ``_token.npy``) for a motion, or ``None`` when no token file exists.
+
+    ``features`` is the motion's path as written in the record, relative to ``base`` (or absolute); ``explicit`` a
+    ``tokens`` path the record names itself. Only the token file is read, never the features.
+    """
+    paths = [resolve(explicit, base)] if explicit else token_paths(features, base)
     for p in paths:
         if p.is_file():
             try:
@@ -286,8 +319,9 @@ class _MotionPairs(Builder):
         if config == "trl":
             if codes[0] is None or codes[1] is None:
                 raise InputError(f"{meta['source']['file']}:{meta['source']['line']}", "tokens",
-                                 f"pair {meta['id']!r} has no MotionGPT token file (<stem>_token.npy)",
-                                 "tokenise the motions with the VQ-VAE, or build with --no-trl")
+                                 f"pair {meta['id']!r} has no MotionGPT token file (<stem>_token.npy, or the "
+                                 "authors' data3/tokens path)", "tokenise the motions with the VQ-VAE, or build "
+                                 "with --no-trl")
             return {"json": trl_row(meta["prompt"], codes[0], codes[1], meta["label_smoothing"],
                                     a.trl_prompt_template, a.codebook_size)}
         return {"chosen.npy": chosen, "rejected.npy": rejected, "json": meta, **(extra or {})}
@@ -347,12 +381,17 @@ class AtomImportBuilder(_MotionPairs):
         train, evals, errors, skipped = [], [], [], []
         for path in a.jsonl:
             f = read_atom_jsonl(path, a.sub_task)
-            recs = f.records
-            # per file, as the authors' loader: split first, then (optionally) drop the unsure rows
-            keep = [not (a.drop_unsure and r.degree == "Negligibly better/unsure") for r in recs]
-            tr, ev = split_indices(len(recs), a.split_seed, a.eval_fraction)
-            train += [recs[i] for i in tr if keep[i]]
-            evals += [recs[i] for i in ev if keep[i]]
+            rows = f.rows
+            # per file, as the authors' loader: split every row its filter keeps, then drop what cannot be used
+            # (malformed rows, and the unsure ones with --drop-unsure), so the ids of each split match theirs
+            tr, ev = split_indices(len(rows), a.split_seed, a.eval_fraction)
+            for idx, dest in ((tr, train), (ev, evals)):
+                for i in idx:
+                    r = rows[i]
+                    if isinstance(r, InputError):
+                        errors.append(r)
+                    elif not (a.drop_unsure and r.degree == "Negligibly better/unsure"):
+                        dest.append(r)
             errors += f.errors
             skipped += f.skipped
         return PairPlan(train + evals, len(train), errors, skipped)
@@ -370,10 +409,14 @@ class AtomImportBuilder(_MotionPairs):
     def _members(self, config: str, rec: AtomRecord) -> dict:
         a = self.args
         base = Path(rec.source).parent
-        paths = [resolve(rec.chosen["features"], base), resolve(rec.rejected["features"], base)]
+        samples = (rec.chosen, rec.rejected)
+        codes = tuple(load_tokens(s["features"], base, s.get("tokens"), a.codebook_size) for s in samples)
+        if config == "trl":  # a TRL row is text made of the token codes: the features are not needed
+            meta = {"id": rec.id, "prompt": rec.prompt, "label_smoothing": rec.label_smoothing,
+                    "source": {"file": rec.source, "line": rec.line}}
+            return self.pair_members(config, meta, None, None, codes)
+        paths = [resolve(s["features"], base) for s in samples]
         motions = [load_features(p, a.min_frames, a.max_frames) for p in paths]
-        codes = tuple(load_tokens(p, s.get("tokens"), base, a.codebook_size)
-                      for p, s in zip(paths, (rec.chosen, rec.rejected)))
         meta = {
             "id": rec.id, "prompt": rec.prompt, "sub_task": rec.sub_task or "", "degree": rec.degree,
             "label_smoothing": rec.label_smoothing, "chosen_frames": int(motions[0].shape[0]),
@@ -565,7 +608,7 @@ class JudgedPairsBuilder(_MotionPairs):
             path = resolve(cand["features"], base)
             try:
                 feats = load_features(path, a.min_frames, a.max_frames)
-                tok = load_tokens(path, cand.get("tokens"), base, a.codebook_size)
+                tok = load_tokens(cand["features"], base, cand.get("tokens"), a.codebook_size)
             except InputError as exc:
                 motions.append(None)
                 codes.append(None)

@@ -10,7 +10,9 @@
 
 The authors' loader (``TextVideoDPO``) takes ``video1`` as the winner whatever ``label`` says, passes
 ``score`` on as the weight input (their ``pair_prob.py`` sets it to s_W·s_L, ``diff_score`` to s_W − s_L) and
-skips clips shorter than 1 s. ``clip_path`` values are absolute paths from the authors' machine: they are
+drops metadata entries with ``clip_duration`` < 1 s *before* indexing pairs into the list, and reads the next
+video instead of one with fewer than ``video_length`` (16) frames: either shifts every later pair onto the wrong
+videos, so the export refuses such clips or (``short_clips="drop"``) leaves their pairs out, counted. ``clip_path`` values are absolute paths from the authors' machine: they are
 resolved here by the longest path suffix that exists under the dataset folder.
 
 Imported pairs keep the original metadata and pair entries verbatim (as JSON text in the sample's json), so an
@@ -44,6 +46,9 @@ PAIR_NAME = "pair.json"
 WIN_DIR = "winvideos"
 LOSE_DIR = "losevideos"
 DEFAULT_CLIP_DURATION = 1.6
+MIN_CLIP_DURATION = 1.0  # data/video_data.py: clip_length
+MIN_CLIP_FRAMES = 16  # configs/*/config.yaml: video_length
+SHORT_CLIP_MODES = ("refuse", "drop")
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,33 @@ def clip_duration(mp4: bytes, source: str = "<mp4>") -> float:
     return DEFAULT_CLIP_DURATION
 
 
+def clip_frames(mp4: bytes, source: str = "<mp4>") -> int:
+    """Frames of a clip: the stream header's count, else its packets counted (no decoding)."""
+    import io
+
+    import av
+
+    try:
+        with av.open(io.BytesIO(mp4)) as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            return sum(1 for p in container.demux(stream) if p.size)
+    except (av.FFmpegError, IndexError) as exc:
+        raise InputError(source, None, f"video does not open ({exc})", "re-encode it as H.264 mp4") from exc
+
+
+def loader_problem(entry: dict, frames: int, min_frames: int = MIN_CLIP_FRAMES,
+                   min_duration: float = MIN_CLIP_DURATION) -> str | None:
+    """Why the authors' loader would skip or misread this metadata entry, or None."""
+    duration = (entry.get("basic") or {}).get("clip_duration")
+    if not is_score(duration) or float(duration) < min_duration:
+        return f"clip_duration {duration!r} < {min_duration:g} s"
+    if frames < min_frames:
+        return f"{frames} frames < {min_frames}"
+    return None
+
+
 def layout_entries(k: int, record: dict, win_path: str, lose_path: str,
                    durations: tuple[float, float]) -> tuple[dict, dict, dict]:
     """Metadata entries (winner, loser) and the pair entry of exported pair ``k``.
@@ -330,11 +362,16 @@ def _file_ref(path: Path) -> dict:
 
 
 def export_layout(folder: str | Path, out: str | Path, config: str = "pairs", split: str = "train",
-                  overwrite: bool = False, progress: bool = True) -> dict:
+                  overwrite: bool = False, progress: bool = True, short_clips: str = "refuse",
+                  min_frames: int = MIN_CLIP_FRAMES, min_duration: float = MIN_CLIP_DURATION) -> dict:
     """Write a vidalign ``pairs`` config as a VideoDPO dataset folder the authors' trainer reads.
 
     Pairs keep the dataset's shard and key order; ``clip_path`` values are absolute paths of the exported files.
+    A clip the authors' loader would skip or misread (``clip_duration`` < 1 s or fewer than 16 frames) is refused
+    with the pair named, or with ``short_clips="drop"`` its pair is left out and listed in ``dropped``.
     """
+    require(short_clips in SHORT_CLIP_MODES, "export videodpo", "short_clips", short_clips,
+            f"use one of {', '.join(SHORT_CLIP_MODES)}")
     from tqdm.auto import tqdm
 
     from vidalign.shards import iter_tar_samples, shard_paths
@@ -345,7 +382,7 @@ def export_layout(folder: str | Path, out: str | Path, config: str = "pairs", sp
     urls = shard_paths(str(folder), config, split)
     (out / WIN_DIR).mkdir(parents=True, exist_ok=True)
     (out / LOSE_DIR).mkdir(parents=True, exist_ok=True)
-    entries, k = [], 0
+    entries, dropped, k = [], [], 0
     for url in tqdm(urls, desc="export videodpo", unit="shard", disable=not progress):
         for s in iter_tar_samples(url, members={"json", "chosen.mp4", "rejected.mp4"}):
             missing = [m for m in ("json", "chosen.mp4", "rejected.mp4") if m not in s]
@@ -356,14 +393,28 @@ def export_layout(folder: str | Path, out: str | Path, config: str = "pairs", sp
             if not isinstance(record.get("prompt"), str):
                 raise InputError(f"{url}:{s['__key__']}", "json.prompt", "missing", "pairs need a prompt")
             win, lose = out / WIN_DIR / f"{k:06d}.mp4", out / LOSE_DIR / f"{k:06d}.mp4"
-            win.write_bytes(s["chosen.mp4"])
-            lose.write_bytes(s["rejected.mp4"])
+            where = f"{url}:{s['__key__']}"
             imported = isinstance(record.get("videodpo"), dict)
             durations = (DEFAULT_CLIP_DURATION, DEFAULT_CLIP_DURATION) if imported else (
-                clip_duration(s["chosen.mp4"], str(win)), clip_duration(s["rejected.mp4"], str(lose)))
-            entries.append(layout_entries(k, record, str(win), str(lose), durations))
+                clip_duration(s["chosen.mp4"], where), clip_duration(s["rejected.mp4"], where))
+            entry = layout_entries(k, record, str(win), str(lose), durations)
+            problems = [(m, p) for m, e in (("chosen.mp4", entry[0]), ("rejected.mp4", entry[1]))
+                        if (p := loader_problem(e, clip_frames(s[m], f"{where}.{m}"), min_frames, min_duration))]
+            if problems:
+                member, why = problems[0]
+                if short_clips == "refuse":
+                    raise InputError(where, member, f"{why}: the VideoDPO loader (data/video_data.py) would skip "
+                                     "it and pair every later winner with the wrong loser",
+                                     "export with --short-clips drop to leave such pairs out, or regenerate "
+                                     "longer clips")
+                dropped.append({"input": where, "reason": f"{member}: {why}"})
+                continue
+            win.write_bytes(s["chosen.mp4"])
+            lose.write_bytes(s["rejected.mp4"])
+            entries.append(entry)
             k += 1
     if not entries:
-        raise VidalignError(f"{folder}: config {config!r} split {split!r} has no pairs to export")
+        raise VidalignError(f"{folder}: config {config!r} split {split!r} has no pairs to export"
+                            + (f" ({len(dropped)} dropped as too short)" if dropped else ""))
     videos, pairs = write_layout_json(out, entries)
-    return {"out": str(out), "pairs": pairs, "videos": videos}
+    return {"out": str(out), "pairs": pairs, "videos": videos, "dropped": dropped}

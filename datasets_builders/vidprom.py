@@ -16,7 +16,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
@@ -49,7 +49,7 @@ from vidalign.datasets_builders.plots import (
     score_histogram_png,
 )
 from vidalign.errors import InputError, VidalignError, require
-from vidalign.eval.omniscore import OmniScoreConfig, omniscore, read_vbench
+from vidalign.eval.omniscore import OmniScoreConfig, omniscore, read_vbench, resolve_config
 from vidalign.format import PREVIEWS_DIR
 
 NSFW_COLUMNS = ("toxicity", "obscene", "identity_attack", "insult", "threat", "sexual_explicit")
@@ -76,12 +76,7 @@ def read_prompt_table(source: str, split: str = "train"):
             if suffix == ".jsonl":
                 return pd.read_json(path, lines=True, dtype=False)
             if suffix == ".json":
-                data = json.loads(path.read_text(encoding="utf-8"))
-                rows = data.get("prompts", data.get("data")) if isinstance(data, dict) else data
-                if not isinstance(rows, list):
-                    raise InputError(path, None, "expected a list of rows (or {\"prompts\": [...]})",
-                                     "write a JSON list of {\"prompt\": ...} objects, or use JSONL")
-                return pd.DataFrame([r if isinstance(r, dict) else {"prompt": r} for r in rows])
+                return pd.DataFrame(json_prompt_rows(json.loads(path.read_text(encoding="utf-8")), path))
         except (ValueError, UnicodeDecodeError, OSError) as exc:
             if isinstance(exc, InputError):
                 raise
@@ -101,6 +96,27 @@ def read_prompt_table(source: str, split: str = "train"):
                          f"cannot load the Hub dataset ({type(exc).__name__}: {first})",
                          "check the id, the split and the network, or download the CSV and pass its path") from None
     return ds.to_pandas()
+
+
+def json_prompt_rows(data, source) -> list[dict]:
+    """Rows of a JSON prompt file: a list of rows or prompts, ``{"prompts": [...]}`` (or ``"data"``), or VideoDPO's
+    ``{"000000.mp4": prompt}`` (``prompts/vidpro-100-dict.json``), whose keys become ``prompt_id`` (``000000``:
+    the file name their scripts and VBench fork give the video); a ``{"000000.mp4": prompt}`` row inside
+    ``"prompts"`` reads the same way."""
+    if isinstance(data, dict) and not {"prompts", "data", "prompt"} & set(data):
+        if data and all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+            return [{"prompt_id": PurePosixPath(k).stem, "prompt": v} for k, v in data.items()]
+    rows = data.get("prompts", data.get("data")) if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        raise InputError(source, None, 'expected a list of rows, {"prompts": [...]} or {"000000.mp4": prompt}',
+                         'write a JSON list of {"prompt": ...} objects, or use JSONL')
+    out = []
+    for r in rows:
+        if isinstance(r, dict) and "prompt" not in r and len(r) == 1 and isinstance(next(iter(r.values())), str):
+            (k, v), = r.items()
+            r = {"prompt_id": PurePosixPath(str(k)).stem, "prompt": v}
+        out.append(r if isinstance(r, dict) else {"prompt": r})
+    return out
 
 
 # ------------------------------------------------------------------------------------------ filters
@@ -159,7 +175,8 @@ def select_prompts(df, sel: PromptSelection, source: str = "prompts", on_error: 
                          "pass --prompt-column naming the prompt text column")
     counts: dict[str, int] = {"rows": int(len(df))}
     prompts = df[sel.prompt_column]
-    ids = df[sel.id_column] if sel.id_column in df.columns else None
+    id_col = sel.id_column if sel.id_column in df.columns else ("prompt_id" if "prompt_id" in df.columns else None)
+    ids = df[id_col] if id_col is not None else None
     nsfw_cols = [c for c in NSFW_COLUMNS if c in df.columns]
     nsfw = df[nsfw_cols].apply(lambda col: _numeric(col)).max(axis=1, skipna=True).to_numpy() \
         if nsfw_cols else np.full(len(df), np.nan)
@@ -236,11 +253,13 @@ def _numeric(col):
 # ------------------------------------------------------------------------------------------ VBench
 def read_vbench_scores(folder: str | Path, config: OmniScoreConfig = OmniScoreConfig(), on_error: str = "raise"
                        ) -> tuple[dict[str, dict], list[dict]]:
-    """``{video_path: {"omniscore", "quality", "semantic", "raw": {dim: value}}}`` and the videos rejected.
+    """``{video: {"omniscore", "quality", "semantic", "raw": {dim: value}, "subject_consistency": "sum"|"mean"}}``
+    and the videos rejected. Videos are named as :func:`~vidalign.eval.omniscore.read_vbench` names them
+    (``video_path``, or ``<candidate>/<file>`` for the VideoDPO fork's files).
 
     A missing or malformed dimension file is always an error. A video whose value is NaN/not a number in some
     file, or that is missing from some file, is refused naming the file and field, or (``on_error=skip``) left
-    out and listed.
+    out and listed. subject_consistency's convention is stated in ``config`` or detected over all videos.
     """
     bad: dict[str, dict] = {}
 
@@ -250,7 +269,18 @@ def read_vbench_scores(folder: str | Path, config: OmniScoreConfig = OmniScoreCo
         bad.setdefault(video, {"input": exc.source, "reason": exc.reason})
 
     raws = read_vbench(folder, on_bad=on_bad)
-    return {video: {**omniscore(raw, config), "raw": raw} for video, raw in raws.items()}, list(bad.values())
+    config, _ = resolve_config(raws, config, str(Path(folder) / "subject_consistency"))
+    return ({video: {**omniscore(raw, config), "raw": raw, "subject_consistency": config.subject_consistency}
+             for video, raw in raws.items()}, list(bad.values()))
+
+
+def fork_candidate(name: str) -> tuple[str, int] | None:
+    """``(prompt index, candidate)`` of a VideoDPO-fork video ``<candidate folder>/<prompt index>.mp4``: folder
+    ``01`` is the first candidate (index 0)."""
+    m = re.fullmatch(r"(?:.*/)?(\d+)/([^/]+?)(?:\.mp4)?", str(name).replace("\\", "/"))
+    if m is None or int(m.group(1)) < 1:
+        return None
+    return m.group(2), int(m.group(1)) - 1
 
 
 # ================================================================================================ builders
@@ -356,7 +386,8 @@ class VidpromPairsBuilder(Builder):
     @dataclass
     class Args:
         candidates: str = field(metadata={"help": "candidate shard folder (vidalign generate), glob or .tar"})
-        vbench: str = field(metadata={"help": "folder with VBench's {dim}_eval_results.json for the candidates"})
+        vbench: str = field(metadata={"help": "folder with VBench's {dim}_eval_results.json, or the VideoDPO fork's "
+                                              "{dim}__eval_results.json (videos <candidate 01..N>/<prompt id>.mp4)"})
         candidates_config: str | None = field(default=None, metadata={"help": "config of the candidate folder"})
         candidates_split: str = field(default="train", metadata={"help": "split of the candidate folder"})
         pair_strategy: Literal["best-worst", "ranks", "all-ranks"] = field(default="best-worst", metadata={
@@ -373,6 +404,9 @@ class VidpromPairsBuilder(Builder):
             "help": "paper weight's beta (default: probability of the most frequent OmniScore bin)"})
         bin_width: float = field(default=0.01, metadata={"help": "OmniScore histogram bin width"})
         num_frames: int = field(default=16, metadata={"help": "frames VBench's subject_consistency was summed over"})
+        subject_consistency: Literal["auto", "sum", "mean"] = field(default="auto", metadata={
+            "help": "per-video subject_consistency as VBench wrote it: sum over frame pairs (the VideoDPO fork), "
+                    "mean (upstream VBench), or auto (detect)"})
         check_videos: Literal["header", "decode", "none"] = field(default="header", metadata={
             "help": "refuse broken videos: MP4 structure (fast), also decode the first frame, or no check"})
         split: str = field(default="train", metadata={"help": "split name"})
@@ -382,12 +416,15 @@ class VidpromPairsBuilder(Builder):
                     self.gap_filter, "give a percentage in [0, 100)")
             self.rank_pairs()
             self.weight_config()
-            OmniScoreConfig(self.num_frames)
+            self.omniscore_config()
             require(self.check_videos in VIDEO_CHECKS, "vidprom-pairs", "check_videos", self.check_videos,
                     f"use one of {', '.join(VIDEO_CHECKS)}")
 
         def rank_pairs(self) -> tuple[tuple[int, int], ...]:
             return parse_rank_pairs(self.ranks)
+
+        def omniscore_config(self) -> OmniScoreConfig:
+            return OmniScoreConfig(self.num_frames, self.subject_consistency)
 
         def weight_config(self) -> WeightConfig:
             return WeightConfig(formula=self.weight, alpha=self.alpha, beta=self.beta, bin_width=self.bin_width)
@@ -404,15 +441,19 @@ class VidpromPairsBuilder(Builder):
         rejected += index.rejected
         if not len(index):
             raise InputError(a.candidates, None, "no candidates found", "generate candidates first")
-        vb, bad = read_vbench_scores(a.vbench, OmniScoreConfig(a.num_frames), self.on_error)
+        vb, bad = read_vbench_scores(a.vbench, a.omniscore_config(), self.on_error)
         rejected += bad
         score_of: dict[tuple[str, int], dict] = {}
         for video, s in vb.items():
             c = index.lookup(video)
+            fork = fork_candidate(video) if c is None else None
+            if fork is not None:  # the fork's <candidate 01..N>/<prompt id>.mp4
+                c = index.names.get(f"{fork[0]}/{fork[1]}")
             try:
                 if c is None:
                     raise InputError(a.vbench, "video_path", f"{video!r} matches no candidate (or several)",
-                                     "name the files <prompt_id>-<candidate>.mp4 or <sample key>.mp4 for VBench")
+                                     "name the files <prompt_id>-<candidate>.mp4, <sample key>.mp4 or, as the "
+                                     "VideoDPO fork, <candidate 01..N>/<prompt_id>.mp4")
                 if (c.prompt_id, c.index) in score_of:
                     raise InputError(a.vbench, "video_path", f"{video!r} scores candidate {c.source} a second time",
                                      "evaluate every candidate once")
@@ -443,7 +484,9 @@ class VidpromPairsBuilder(Builder):
         counts["kept"] = len({p.prompt_id for p in pairs})
         weights = pair_weights(pairs, all_scores, a.weight_config())
         pairs = [dataclasses.replace(p, weight=w) for p, w in zip(pairs, weights)]
+        modes = sorted({sc["subject_consistency"] for sc in score_of.values()})
         return {"index": index, "score_of": score_of, "pairs": pairs, "scores": all_scores, "counts": counts,
+                "subject_consistency": modes[0] if len(modes) == 1 else "/".join(modes),
                 "rejected": rejected, "sample_mb": 2 * mean_mb(c for v in index.by_prompt.values() for c in v)}
 
     def _state_(self, for_card: bool = False) -> dict:
@@ -490,7 +533,10 @@ class VidpromPairsBuilder(Builder):
             f"{len(s['scores'])} scored candidates of {s['counts']['prompts']} prompts; {len(s['pairs'])} pairs "
             f"(strategy `{a.pair_strategy}`{', ranks ' + a.ranks if a.pair_strategy == 'ranks' else ''}, gap filter "
             f"{a.gap_filter:g}%, mean filter {'on' if a.mean_filter else 'off'}). Weights: `{a.weight}`, "
-            f"alpha {a.alpha:g}: min {w.min():.3f}, mean {w.mean():.3f}, max {w.max():.3f}.", "",
+            f"alpha {a.alpha:g}: min {w.min():.3f}, mean {w.mean():.3f}, max {w.max():.3f}. VBench's "
+            f"subject_consistency read as a per-video {s['subject_consistency']} ({a.subject_consistency}: "
+            f"{'detected' if a.subject_consistency == 'auto' else 'stated'}), brought to the authors' scale "
+            f"(÷ {a.num_frames} for a sum over frame pairs).", "",
             f"![OmniScore distribution]({PREVIEWS_DIR}/omniscore.png) "
             f"![winner–loser gap]({PREVIEWS_DIR}/omniscore_gaps.png)", "",
             f"![prompts by rule]({PREVIEWS_DIR}/vidprom_pair_rules.png)", "", rule_counts_markdown(s["counts"]), ""])

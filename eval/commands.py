@@ -20,12 +20,22 @@ THRESHOLDS_HELP = "Acc@τ is always reported for τ = 0.0 … 0.9"
 def register(sub, groups) -> None:
     ev = groups["eval"]
     p = ev.add_parser("pisa", help="PisaBench L2 / Chamfer / IoU of the dropping object's masks",
-                      description="Compare predicted masks with PisaBench ground truth (SPEC §3).")
-    p.add_argument("--gt", required=True, help="PisaBench folder (clip folders) or vidalign dataset with mask.npz")
-    p.add_argument("--pred", required=True, help="masks of the generated videos (as written by `vidalign segment`)")
+                      description="Compare predicted masks with PisaBench ground truth, scored as the authors' "
+                                  "eval.py (vision-x-nyu/pisa-experiments): either their metrics config "
+                                  "(--config) or a GT folder and a prediction folder paired by clip name.")
+    p.add_argument("--config", type=Path, default=None,
+                   help="the authors' metrics config JSONL (gt_mask, gt_fps, [gt_annotation], pd_mask, pd_fps per "
+                        "line); results come one per line, in order, like their eval.py")
+    p.add_argument("--gt", default=None, help="PisaBench folder (clip folders) or vidalign dataset with mask.npz")
+    p.add_argument("--pred", default=None, help="masks of the generated videos (as written by `vidalign segment`)")
     p.add_argument("--gt-fps", type=float, default=16.0, help="frame rate of the GT clips (real PisaBench: 120)")
     p.add_argument("--pd-fps", type=float, default=16.0, help="frame rate of the generated videos")
-    p.add_argument("--out", type=Path, default=None, help="results JSON")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results: with --config one JSON object per scored video per line (their output_path), "
+                        "else one JSON document")
+    p.add_argument("--results", type=Path, default=None,
+                   help="text file the means are appended to, as their eval.py's results_path")
+    p.add_argument("--task-name", default="default_task", help="task name written with the means (their --task_name)")
     p.set_defaults(func=cmd_pisa)
 
     p = ev.add_parser("dsr", help="DSR-Score and Acc@τ of detection tracks (SpatialAlign)",
@@ -37,23 +47,39 @@ def register(sub, groups) -> None:
     p.add_argument("--min-frames", type=int, default=20, help="fewer kept frames make a video invalid")
     p.add_argument("--allow-pickle", action="store_true",
                    help="read the authors' track pickles (restricted to numpy arrays and builtins; trusted files only)")
+    p.add_argument("--seeds", default="all",
+                   help="score only videos whose name carries one of these seeds (..._seed03...): 'authors' = 00-04 as "
+                        "calc_dsr_score.py, a range '0-4', a list '0,2', or 'all' (default)")
     p.add_argument("--out", type=Path, default=None, help="results JSON")
     p.set_defaults(func=cmd_dsr)
 
     p = ev.add_parser("omniscore", help="VideoDPO's OmniScore from VBench per-dimension results",
                       description="Quality, Semantic and OmniScore per video (SPEC §2).")
-    p.add_argument("--vbench", required=True, type=Path, help="folder with the seven {dim}_eval_results.json")
+    p.add_argument("--vbench", required=True, type=Path,
+                   help="folder with the seven {dim}_eval_results.json (VBench) or {dim}__eval_results.json (the "
+                        "VideoDPO fork, one folder per candidate: 01/000000.mp4 ...)")
     p.add_argument("--num-frames", type=int, default=16,
-                   help="frames subject_consistency was summed over (the authors hard-code 16)")
+                   help="frames of the scored videos; subject_consistency is divided by it (the authors hard-code 16)")
+    p.add_argument("--subject-consistency", choices=["auto", "sum", "mean"], default="auto",
+                   help="what VBench wrote per video: sum over frame pairs (the VideoDPO fork), mean (upstream "
+                        "VBench), or auto: detect (all values > 1: sum; none: mean)")
     p.add_argument("--out", type=Path, default=None, help="results JSON")
     p.set_defaults(func=cmd_omniscore)
 
     p = sub.add_parser("segment", help="SAM 2 masks of videos, seeded on frame 0 from PisaBench ground truth",
                        description="Segment generated videos for PisaBench: seed SAM 2 on frame 0 with the GT "
-                                   "masks (simulated clips) or GT points (real clips) and propagate.")
-    p.add_argument("videos", help="video file, folder of videos/clip folders, or vidalign dataset with mp4 members")
-    p.add_argument("--seed-from", required=True, help="PisaBench GT folder (or dataset with mask.npz) to seed from")
-    p.add_argument("--out", required=True, type=Path, help="output folder: <clip>/mask.npz + clip_info.json")
+                                   "masks (simulated clips) or GT points (real clips) and propagate. With --points, "
+                                   "make the GT masks of real clips from their own clip_info.json points, as the "
+                                   "authors' generate_mask.py does (--config reads its mask config).")
+    p.add_argument("videos", nargs="?", default=None,
+                   help="video file, folder of videos/clip folders, or vidalign dataset with mp4 members")
+    p.add_argument("--seed-from", default=None, help="PisaBench GT folder (or dataset with mask.npz) to seed from")
+    p.add_argument("--points", action="store_true",
+                   help="seed each clip with the positive/negative points of its own clip_info.json (GT masks of "
+                        "real PisaBench clips)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="the authors' mask config JSONL ({video, annotation, mask} per line; implies --points)")
+    p.add_argument("--out", type=Path, default=None, help="output folder: <clip>/mask.npz + clip_info.json")
     _model_args(p)
     p.set_defaults(func=cmd_segment)
 
@@ -112,13 +138,40 @@ def _fmt(v: float | None, width: int = 8) -> str:
 # ------------------------------------------------------------------------------------------------ eval pisa
 def cmd_pisa(args) -> int:
     from vidalign.eval.pisa import evaluate, read_clips
+    from vidalign.eval.pisa_config import evaluate_config, read_metrics_config, results_line, results_text
 
-    gt = read_clips(args.gt)
-    pred = read_clips(args.pred, require_info=False)
-    result = evaluate(gt, pred, args.gt_fps, args.pd_fps, str(args.gt), str(args.pred), progress=sys.stderr.isatty())
+    progress = sys.stderr.isatty()
+    if args.config is not None:
+        if args.gt or args.pred:
+            raise VidalignError("eval pisa: give either --config or --gt with --pred, not both")
+        result = evaluate_config(read_metrics_config(args.config), progress=progress)
+    else:
+        if not (args.gt and args.pred):
+            raise VidalignError("eval pisa: give --config FILE.jsonl (the authors' metrics config) or --gt and --pred")
+        gt = read_clips(args.gt)
+        pred = read_clips(args.pred, require_info=False)
+        result = evaluate(gt, pred, args.gt_fps, args.pd_fps, str(args.gt), str(args.pred), progress=progress)
     m = result["mean"]
+    for d in result["dropped"]:  # the authors' eval.py logs these and skips them
+        where = f"line {d['line']}" if "line" in d else d["name"]
+        print(f"dropped ({where}): {d['reason']}", file=sys.stderr)
     _mean_table("PisaBench", {"L2↓": m["l2"], "CD↓": m["chamfer"], "IoU↑": m["iou"]}, len(result["videos"]))
-    write_json(args.out, result)
+    if result["dropped"]:
+        print(f"{len(result['dropped'])} video(s) dropped, as the authors' eval.py drops them (listed above); "
+              "the means are over the scored videos")
+    if args.config is not None and args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w", encoding="utf-8") as fh:
+            for row in result["videos"]:
+                fh.write(json.dumps(_clean(results_line(row)), allow_nan=False) + "\n")
+        print(f"wrote {args.out}")
+    else:
+        write_json(args.out, result)
+    if args.results is not None:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        with args.results.open("a", encoding="utf-8") as fh:
+            fh.write(results_text(args.task_name, m, len(result["videos"]), len(result["dropped"])))
+        print(f"appended the means to {args.results}")
     return 0
 
 
@@ -159,6 +212,39 @@ def match_prompt_id(name: str, prompt_ids: list[str]) -> str | None:
     return max(hits, key=len) if hits else None
 
 
+def parse_seeds(text: str) -> set[int] | None:
+    """``--seeds``: ``all`` → None, ``authors`` → {0..4}, ``0-4`` → a range, ``0,2`` → a list."""
+    from vidalign.eval.dsr_score import AUTHORS_SEEDS
+
+    text = str(text).strip().lower()
+    if text == "all":
+        return None
+    if text == "authors":
+        return set(AUTHORS_SEEDS)
+    try:
+        out: set[int] = set()
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            out.update(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError:
+        raise VidalignError(f"--seeds {text!r}: write 'all', 'authors', a range such as 0-4 or a list such as 0,2") \
+            from None
+    if not out:
+        raise VidalignError(f"--seeds {text!r} names no seed; write e.g. 0-4")
+    return out
+
+
+def video_seed(name: str, source) -> int:
+    """The seed in a video's name, as the authors name them (``<prompt_id>_F81_seed03.mp4``)."""
+    import re
+
+    found = re.findall(r"seed[_-]?(\d+)", Path(name).name)
+    if not found:
+        raise InputError(source, "video", f"{name!r} carries no seed (…_seed03…)",
+                         "name videos <prompt_id>_F81_seed<NN>.mp4 as the authors do, or drop --seeds")
+    return int(found[-1])
+
+
 def cmd_dsr(args) -> int:
     from vidalign.eval.dsr_prompts_csv import prompts_by_id, read_prompts_csv
     from vidalign.eval.dsr_score import THRESHOLDS, acc_at, score_tracks
@@ -167,6 +253,13 @@ def cmd_dsr(args) -> int:
         raise VidalignError(f"--min-frames={args.min_frames} is too small; the score uses the first and last 3 frames")
     prompts = prompts_by_id(read_prompts_csv(args.prompts))
     tracks = _load_tracks(args.tracks, args.allow_pickle, list(prompts))
+    seeds = parse_seeds(args.seeds)
+    if seeds is not None:
+        kept = [t for t in tracks if video_seed(t.video, args.tracks) in seeds]
+        print(f"scoring {len(kept)} of {len(tracks)} videos (seeds {', '.join(f'{s:02d}' for s in sorted(seeds))})")
+        if not kept:
+            raise VidalignError(f"--seeds {args.seeds}: no video of {args.tracks} has one of these seeds")
+        tracks = kept
     scores = score_tracks(tracks, prompts, str(args.tracks), args.min_frames)
     result = {"acc": acc_at(scores),
               "videos": [{"video": t.video, "prompt_id": t.prompt_id, "dsr": s} for t, s in zip(tracks, scores)]}
@@ -186,7 +279,12 @@ def cmd_dsr(args) -> int:
 def cmd_omniscore(args) -> int:
     from vidalign.eval.omniscore import OmniScoreConfig, score_folder
 
-    result = score_folder(args.vbench, OmniScoreConfig(num_frames=args.num_frames))
+    result = score_folder(args.vbench, OmniScoreConfig(num_frames=args.num_frames,
+                                                       subject_consistency=args.subject_consistency))
+    sc = result["subject_consistency"]
+    print(f"subject_consistency: per-video {sc['mode']} ({sc['decided']}), "
+          + (f"÷ {sc['num_frames']}" if sc["mode"] == "sum" else f"× {sc['num_frames'] - 1}/{sc['num_frames']}")
+          + " (the authors' scale)")
     m = result["mean"]
     _mean_table("OmniScore", {"Quality": m["quality"], "Semantic": m["semantic"], "Omni": m["omniscore"]},
                 len(result["videos"]), width=9)
@@ -206,6 +304,11 @@ def _segmenter(args):
 
 
 def cmd_segment(args) -> int:
+    if args.points or args.config is not None:
+        return _segment_from_points(args)
+    if args.videos is None or args.seed_from is None or args.out is None:
+        raise VidalignError("segment: give VIDEOS --seed-from GT --out OUT (generated videos), or --points / "
+                            "--config to make GT masks from clip_info.json points")
     import numpy as np
     from tqdm.auto import tqdm
 
@@ -240,6 +343,79 @@ def cmd_segment(args) -> int:
         (out / "clip_info.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     print(f"segmented {len(videos)} video(s) with {args.model} → {args.out}")
     return 0
+
+
+def _point_jobs(args) -> list[tuple[str, Path, Path, Path]]:
+    """``(name, video, clip_info.json, mask.npz out)`` per clip: from the authors' mask config or a clip folder."""
+    from vidalign.eval.video_inputs import list_videos
+
+    jobs = []
+    if args.config is not None:
+        if not args.config.is_file():
+            raise InputError(args.config, None, "mask config not found", "pass a JSONL of {video, annotation, mask}")
+        for n, line in enumerate(args.config.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{args.config}:{n}", None, f"not valid JSON ({exc.msg})", "one object per line") \
+                    from None
+            if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) for k in ("video", "annotation", "mask")):
+                raise InputError(f"{args.config}:{n}", None, "needs video, annotation and mask paths",
+                                 'write {"video": clip folder, "annotation": clip_info.json, "mask": mask.npz}')
+            jobs.append((Path(obj["video"]).name, Path(obj["video"]), Path(obj["annotation"]), Path(obj["mask"])))
+        return jobs
+    if args.videos is None or args.out is None:
+        raise VidalignError("segment --points: give the folder of real clips (frames + clip_info.json) and --out")
+    for item in list_videos(args.videos):
+        if item.path is None:
+            raise InputError(item.name, None, "is inside a shard", "pass PisaBench clip folders for --points")
+        folder = Path(item.path) if Path(item.path).is_dir() else Path(item.path).parent
+        jobs.append((item.clip, Path(item.path), folder / "clip_info.json", args.out / item.clip / "mask.npz"))
+    return jobs
+
+
+def _segment_from_points(args) -> int:
+    """GT masks of real clips: SAM 2 seeded on frame 0 with every object's positive and negative points."""
+    import shutil
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from vidalign.eval.pisa import read_clip_info
+    from vidalign.eval.segment import Seed
+    from vidalign.eval.video_inputs import VideoItem
+
+    jobs = _point_jobs(args)
+    if not jobs:
+        raise VidalignError(f"segment --points: no clips found in {args.config or args.videos}")
+    segmenter = _segmenter(args)
+    failed = []
+    for name, video, ann, mask_path in tqdm(jobs, desc="segment", unit="video", disable=not sys.stderr.isatty()):
+        try:
+            if not ann.is_file():
+                raise InputError(ann, None, "clip_info.json not found", "annotate the clip with points first")
+            info = read_clip_info(ann)
+            points = info.get("points")
+            if not isinstance(points, list) or not points:
+                raise InputError(ann, "points", f"missing or empty ({points!r})",
+                                 'list {"positive": [[x, y]], "negative": [...]} per object')
+            if not video.exists():
+                raise InputError(video, None, "video not found", "point at the clip's frame folder or movie.mp4")
+            frames, _ = VideoItem(name, name, path=str(video)).load()
+            masks = segmenter.segment(frames, Seed(frame=0, points=tuple(points)))
+        except VidalignError as exc:  # the authors' script logs the clip and goes on
+            failed.append((name, str(exc)))
+            print(f"failed ({name}): {exc}", file=sys.stderr)
+            continue
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(mask_path, mask=masks)  # [T, N, H, W]; eval pisa also reads their squeezed [T, H, W]
+        if ann.resolve() != (mask_path.parent / "clip_info.json").resolve():
+            shutil.copyfile(ann, mask_path.parent / "clip_info.json")
+    print(f"segmented {len(jobs) - len(failed)} of {len(jobs)} clip(s) from their points with {args.model}"
+          + (f"; {len(failed)} failed (listed above)" if failed else ""))
+    return 1 if failed else 0
 
 
 def cmd_track(args) -> int:

@@ -2,7 +2,8 @@
 
 SPEC §1. Grounding DINO (tiny) looks for ``"{animal}. {object}."`` in every frame (box threshold 0.4,
 text threshold 0.3). A frame is *valid* when its detections are exactly the two labels {animal, object},
-*redundant* with more detections. A video is rejected when more than 16 frames are redundant or fewer
+*redundant* with more detections or with two labels that are not {animal, object} (as the authors'
+``detection.py`` counts them), *other* (missed) with fewer than two. A video is rejected when more than 16 frames are redundant or fewer
 than 20 are valid; otherwise SAM 2 is seeded with the detected boxes at the first run of ≥ 4 consecutive
 valid frames and propagated forward and backward, and each frame's boxes are taken from the masks.
 
@@ -76,13 +77,17 @@ def detection_text(animal: str, obj: str) -> str:
 
 
 def frame_kind(det: FrameDetections, animal: str, obj: str) -> str:
-    """``valid`` (exactly the labels {animal, object}), ``redundant`` (more detections) or ``other``."""
+    """``valid`` (the labels are exactly {animal, object}), ``redundant`` (more than two detections, or two
+    that are not {animal, object}, e.g. two animals) or ``other`` (fewer than two: a miss).
+
+    As ``detection.py``: ``sorted(ref_labels) == sorted(class_names)`` is valid, any other pair redundant.
+    """
     labels = [_norm(x) for x in det.labels]
-    if len(labels) > 2:
-        return REDUNDANT
-    if len(labels) == 2 and set(labels) == {_norm(animal), _norm(obj)} and _norm(animal) != _norm(obj):
+    if len(labels) < 2:
+        return OTHER
+    if len(labels) == 2 and sorted(labels) == sorted([_norm(animal), _norm(obj)]):
         return VALID
-    return OTHER
+    return REDUNDANT
 
 
 def find_seed_frame(kinds: Sequence[str], run: int = 4) -> int | None:

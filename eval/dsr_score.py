@@ -12,10 +12,8 @@ unpickler that can build numpy arrays and builtin containers and nothing else.
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +22,13 @@ import numpy as np
 
 from vidalign.errors import InputError, VidalignError, require
 from vidalign.eval.dsr_prompts_csv import RELATIONS, DSRPrompt
+from vidalign.eval.safe_pickle import restricted_load
 
 MIN_FRAMES = 20
-THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(10))
+# calc_correctness.py loops over np.arange(0, 1, 0.1): 0.30000000000000004, 0.6000000000000001, ... so a DSR of
+# exactly 0.3 fails at "0.3" there; the thresholds are those floats (keys still print as "0.3")
+THRESHOLDS = tuple(float(t) for t in np.arange(0, 1, 0.1))
+AUTHORS_SEEDS = (0, 1, 2, 3, 4)  # calc_dsr_score.py scores <prompt_id>_F81_seed00..04 only
 
 
 # ----------------------------------------------------------------------------------------------- scores
@@ -45,8 +47,14 @@ def relation_scores(animal_box: Sequence[float], object_box: Sequence[float]) ->
     return {"L": -cos_x * dx, "R": cos_x * dx, "T": -cos_y * dy, "B": cos_y * dy}
 
 
-def _degenerate(box: Sequence[float]) -> bool:
-    return not (box[2] - box[0] > 0 and box[3] - box[1] > 0)
+def degenerate(animal_box: Sequence[float], object_box: Sequence[float]) -> bool:
+    """``calc_dsr_score.py``'s skip rule: either box has zero width, or the mean width or mean height is zero.
+
+    A zero-height box alone keeps the frame (its partner's height makes the mean positive).
+    """
+    wa, wo = float(animal_box[2]) - float(animal_box[0]), float(object_box[2]) - float(object_box[0])
+    h_bar = 0.5 * ((float(animal_box[3]) - float(animal_box[1])) + (float(object_box[3]) - float(object_box[1])))
+    return wa == 0 or wo == 0 or 0.5 * (wa + wo) == 0 or h_bar == 0
 
 
 @dataclass(frozen=True)
@@ -78,17 +86,17 @@ class Track:
 
 
 def kept_frames(frames: Iterable[TrackFrame], animal: str, obj: str) -> list[tuple[int, tuple, tuple]]:
-    """``(index, animal_box, object_box)`` of frames labelled exactly {animal, object}, sorted by index."""
+    """``(index, animal_box, object_box)`` of frames labelled exactly {animal, object} whose boxes pass
+    :func:`degenerate`, sorted by index (``calc_dsr_score.py``)."""
     kept = []
-    for f in frames:
-        if len(f.labels) != 2 or set(f.labels) != {animal, obj} or animal == obj:
+    for f in sorted(frames, key=lambda f: f.index):
+        if sorted(f.labels) != sorted([animal, obj]) or animal == obj:
             continue
         a = f.boxes[f.labels.index(animal)]
         o = f.boxes[f.labels.index(obj)]
-        if _degenerate(a) or _degenerate(o):
+        if degenerate(a, o):
             continue
         kept.append((f.index, a, o))
-    kept.sort(key=lambda item: item[0])
     return kept
 
 
@@ -215,39 +223,13 @@ def write_tracks(path: str | Path, tracks: Iterable[Track]) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- pickles
-_ALLOWED_GLOBALS = {
-    ("builtins", name) for name in ("list", "tuple", "dict", "set", "frozenset", "int", "float", "str",
-                                    "bytes", "bytearray", "bool", "complex", "slice", "range")
-} | {
-    (mod, name)
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray")
-    for name in ("_reconstruct", "scalar")
-} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Builds only numpy arrays/scalars and builtin values: any other class is refused."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
-def restricted_load(data: bytes, source: str) -> object:
-    """Unpickle ``data`` allowing only numpy arrays and builtins."""
-    try:
-        return _RestrictedUnpickler(io.BytesIO(data)).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as exc:
-        raise InputError(source, None, f"cannot be read as an authors' track pickle ({exc})",
-                         "convert it to tracks JSONL with trusted tools") from None
-
-
 def track_from_pickle(path: str | Path, video: str, prompt_id: str, *, allow_pickle: bool = False) -> Track:
-    """Convert an authors' track pickle (list of ``(frame_index, labels, xyxy)``) to a :class:`Track`.
+    """Convert an authors' track pickle to a :class:`Track`: a list of ``[frame_index, labels, xyxy]``, with a
+    fourth element (the masks ``[2, H, W]``) for B/F prompt types, as ``detection.py`` writes them (any pickle
+    protocol; numpy arrays in band).
 
     Pickles can run code when loaded, so this refuses unless ``allow_pickle=True`` and then uses a restricted
-    unpickler that only reconstructs numpy arrays and builtin containers.
+    unpickler that only reconstructs numpy arrays and builtin containers. The masks are not used by the score.
     """
     path = Path(path)
     if not allow_pickle:
@@ -261,9 +243,9 @@ def track_from_pickle(path: str | Path, video: str, prompt_id: str, *, allow_pic
                          "pass the detection pickles the authors' run_detection.sh wrote")
     record = {"video": video, "prompt_id": prompt_id, "frames": []}
     for i, item in enumerate(obj):
-        if not isinstance(item, (list, tuple)) or len(item) != 3:
-            raise InputError(path, f"[{i}]", "is not a (frame_index, labels, xyxy) triple", "pass the authors' format")
-        idx, labels, xyxy = item
+        if not isinstance(item, (list, tuple)) or len(item) not in (3, 4):
+            raise InputError(path, f"[{i}]", "is not [frame_index, labels, xyxy] (+ masks)", "pass the authors' format")
+        idx, labels, xyxy = item[:3]
         boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4) if len(labels) else np.zeros((0, 4))
         record["frames"].append({"index": int(idx), "labels": [str(x) for x in labels], "boxes": boxes.tolist()})
     return parse_track(record, str(path))

@@ -1,14 +1,24 @@
 """PisaBench metrics (PISA): where a dropping object is, versus where it should be.
 
-SPEC §3. Only the dropping object is scored: the **last** object of a simulated clip, or for a real clip
-(``clip_info.json`` has ``points``) the object whose positive point is highest in the image (smallest y).
-Predicted frame k is compared with ground-truth frame ``int(k · gt_fps / pd_fps)`` while that lies in the
-GT. Per video: L2 between mask centroids (per coordinate), Chamfer distance between mask pixels (KD-tree)
-and IoU, all normalised by ``1/(√2·H)``; the dataset score is the NaN-mean over videos.
+Scored as the authors' ``eval.py`` / ``utils/metrics.py`` score it (vision-x-nyu/pisa-experiments):
 
-Folders: a PisaBench folder is a directory of clip folders, each with ``mask.npz`` (key ``mask``, bool
-``[V, N, H, W]``: frames, objects) and ``clip_info.json``; a vidalign shard folder holds ``data/**.tar``
-with ``<key>.mask.npz`` (+ ``<key>.json``) members, read with :mod:`tarfile` and guarded member names.
+- Frame alignment: predicted frame k ↔ GT frame ``int(k * (gt_fps / pd_fps))`` (the ratio first, as their
+  expression), kept while inside the GT; the prediction is then cut to the aligned length.
+- Masks of rank 3 are one object, ``[T, H, W]`` (their ``generate_mask.py`` saves one-object clips squeezed);
+  rank 4 is ``[T, N, H, W]``.
+- Only the dropping object is scored: with an annotation (a real clip's ``clip_info.json`` with ``points``) the
+  object whose positive points reach the smallest y (the first on ties), otherwise the **last** object; the
+  prediction is indexed with the same index.
+- Per video: L2 between mask centroids (per coordinate), Chamfer distance between mask pixels and IoU, normalised
+  by ``1/(√2·H)``; the dataset score is the NaN-mean over the videos scored.
+- A video their script would drop (it raises: missing file, too few objects in the prediction, sizes that differ,
+  an annotation without points) is dropped here too, but reported and counted (:class:`Dropped`), never silently.
+
+Inputs: the authors' metrics config (JSONL, one ``{gt_mask, gt_fps, [gt_annotation], pd_mask, pd_fps}`` per
+video, :mod:`vidalign.eval.pisa_config`), or two folders paired by clip name: a PisaBench folder is a directory of
+clip folders, each with ``mask.npz`` (key ``mask``) and ``clip_info.json``; a vidalign shard folder holds
+``data/**.tar`` with ``<key>.mask.npz`` (+ ``<key>.json``) members, read with :mod:`tarfile` and guarded member
+names.
 """
 
 from __future__ import annotations
@@ -33,26 +43,45 @@ METRICS = ("l2", "chamfer", "iou")
 
 # ----------------------------------------------------------------------------------------------- alignment
 def align_frames(n_pred: int, n_gt: int, gt_fps: float = 16.0, pd_fps: float = 16.0) -> tuple[np.ndarray, np.ndarray]:
-    """``(pred_indices, gt_indices)``: pred frame k ↔ GT frame ``int(k·gt_fps/pd_fps)``, kept inside the GT."""
-    if gt_fps <= 0 or pd_fps <= 0:
+    """``(pred_indices, gt_indices)``: pred frame k ↔ GT frame ``int(k * (gt_fps / pd_fps))``, kept inside the GT.
+
+    The ratio is computed first, as in the authors' ``eval.py``: ``int(11 * 59.94 / 29.97)`` is 21 but
+    ``int(11 * (59.94 / 29.97))`` is 22, and the latter is what PisaBench scores.
+    """
+    if not (gt_fps > 0 and pd_fps > 0):
         raise VidalignError(f"frame rates must be positive (gt_fps={gt_fps}, pd_fps={pd_fps}); pass --gt-fps/--pd-fps")
+    ratio = gt_fps / pd_fps
     pred, gt = [], []
     for k in range(n_pred):
-        g = int(k * gt_fps / pd_fps)
+        g = int(k * ratio)
         if g < n_gt:
             pred.append(k)
             gt.append(g)
     return np.asarray(pred, dtype=np.int64), np.asarray(gt, dtype=np.int64)
 
 
-def dropping_object(num_objects: int, points: Sequence[Mapping] | None = None) -> int:
-    """Index of the dropping object: the last one, or with ``points`` the one whose positive point is highest."""
-    if not points:
+def dropping_object(num_objects: int, points: Sequence[Mapping] | None = None, source: str = "clip_info.json") -> int:
+    """Index of the dropping object: the last one, or with ``points`` the one whose positive points reach the
+    smallest y (the first on ties), as ``get_dropping_obj_index`` in the authors' ``eval.py``.
+
+    Points the authors' code could not read (no ``positive`` list, an empty one) raise :class:`InputError`.
+    """
+    if points is None:
         return num_objects - 1
-    best, best_y = 0, math.inf
+    if not isinstance(points, Sequence) or isinstance(points, str) or not points:
+        raise InputError(source, "points", f"expected a non-empty list of {{positive, negative}}, got {points!r}",
+                         "annotate every object with positive points")
+    best, best_y = 0, 10000.0  # the authors' starting minimum
     for i, p in enumerate(points):
-        ys = [float(xy[1]) for xy in (p.get("positive") or [])]
-        if ys and min(ys) < best_y:
+        pos = p.get("positive") if isinstance(p, Mapping) else None
+        try:
+            ys = [float(xy[1]) for xy in pos]
+        except (TypeError, IndexError, ValueError):
+            ys = []
+        if not ys:
+            raise InputError(source, f"points[{i}].positive", f"{pos!r} holds no [x, y] point",
+                             "give every object at least one positive point")
+        if min(ys) < best_y:
             best, best_y = i, min(ys)
     return best
 
@@ -166,6 +195,74 @@ def dataset_mean(videos: Iterable[Mapping[str, float]]) -> dict[str, float]:
     return {m: _nanmean(np.array([v[m] for v in videos], dtype=np.float64)) for m in METRICS}
 
 
+# ----------------------------------------------------------------------------------------------- one video
+@dataclass(frozen=True)
+class Dropped:
+    """A video the authors' ``eval.py`` would skip (it raises there): which one and why."""
+
+    name: str
+    reason: str
+    line: int | None = None  # 1-based line of the metrics config, when scored from one
+
+    def to_json(self) -> dict:
+        out = {"name": self.name, "reason": self.reason}
+        if self.line is not None:
+            out["line"] = self.line
+        return out
+
+
+def as_frames_objects(mask, source: str) -> np.ndarray:
+    """Bool ``[T, N, H, W]``: rank 4 as is, rank 3 (one object saved squeezed) as ``[T, 1, H, W]``."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask[:, None]
+    if mask.ndim != 4:
+        raise InputError(source, "mask", f"has rank {mask.ndim} (shape {mask.shape}); expected [T, N, H, W] or, "
+                         "for one object, [T, H, W]", "save the masks SAM 2 propagated, frames first")
+    if mask.dtype != bool:
+        if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)) or \
+                (mask.size and not np.isin(mask, (0, 1)).all()):
+            raise InputError(source, "mask", f"dtype {mask.dtype} with values other than 0/1",
+                             "store mask.astype(bool)")
+        mask = mask.astype(bool)
+    return mask
+
+
+check_mask = as_frames_objects
+
+
+def score_video(gt, pred, gt_fps: float = 16.0, pd_fps: float = 16.0, points: Sequence[Mapping] | None = None,
+                gt_source: str = "GT", pd_source: str = "prediction", info_source: str = "clip_info.json"
+                ) -> dict[str, float]:
+    """``{"l2", "chamfer", "iou"}`` of one video, step by step as the authors' ``process_single_video``.
+
+    ``gt`` and ``pred`` are masks ``[T, N, H, W]`` or ``[T, H, W]``; ``points`` (a real clip's annotation) picks the
+    dropping object, else it is the last one. Raises :class:`InputError` where their code raises.
+    """
+    gt = as_frames_objects(gt, gt_source)
+    pred = as_frames_objects(pred, pd_source)
+    # the last object for simulated clips (their index -1), else the annotated one; the same index for both
+    sel = -1 if points is None else dropping_object(gt.shape[1], points, info_source)
+    pi, gi = align_frames(len(pred), len(gt), gt_fps, pd_fps)
+    gt, pred = gt[gi], pred[: min(len(gi), len(pred))]
+    for mask, src in ((gt, gt_source), (pred, pd_source)):
+        if not -mask.shape[1] <= sel < mask.shape[1]:
+            raise InputError(src, "mask", f"has {mask.shape[1]} object(s) but the dropping object is index {sel}",
+                             "segment every annotated object (the authors' eval.py indexes the prediction with the "
+                             "GT's index)")
+    if gt.shape[2:] != pred.shape[2:]:
+        raise InputError(pd_source, "mask", f"is {pred.shape[2]}x{pred.shape[3]} but the GT is {gt.shape[2]}x"
+                         f"{gt.shape[3]}", "resize the generated videos to the benchmark resolution before segmenting")
+    a, b = gt[:, sel], pred[:, sel]
+    return {"l2": l2_distance(a, b), "chamfer": chamfer_distance(a, b), "iou": iou(a, b)}
+
+
+def summarise(rows: Sequence[Mapping], dropped: Sequence[Dropped]) -> dict:
+    """``{"mean", "videos", "dropped"}`` with the NaN-mean over the scored videos."""
+    return {"mean": dataset_mean(rows) if rows else {m: math.nan for m in METRICS}, "videos": list(rows),
+            "dropped": [d.to_json() for d in dropped]}
+
+
 # ----------------------------------------------------------------------------------------------- readers
 @dataclass(frozen=True)
 class Clip:
@@ -177,38 +274,30 @@ class Clip:
     source: str = ""
 
     @property
+    def points(self):
+        """The annotation that picks the dropping object (real clips), or ``None`` (the last object)."""
+        return self.info.get("points") if "points" in self.info else None
+
+    @property
     def target(self) -> int:
         """Index of the dropping object."""
-        return dropping_object(self.mask.shape[1], self.info.get("points"))
+        return dropping_object(self.mask.shape[1], self.points, f"{self.source}/clip_info.json")
 
 
-def check_mask(mask, source: str) -> np.ndarray:
-    """A bool ``[V, N, H, W]`` array or a one-line error naming ``source``."""
-    mask = np.asarray(mask)
-    if mask.ndim != 4:
-        raise InputError(source, "mask", f"has rank {mask.ndim} (shape {mask.shape}); expected bool [V, N, H, W]",
-                         "store frames, objects, height, width (add an object axis for a single object)")
-    if mask.shape[1] == 0 or mask.shape[0] == 0:
-        raise InputError(source, "mask", f"shape {mask.shape} has no frames or no objects", "store at least one")
-    if mask.dtype != bool:
-        if not np.issubdtype(mask.dtype, np.integer) or mask.min() < 0 or mask.max() > 1:
-            raise InputError(source, "mask", f"dtype {mask.dtype} is not boolean", "store mask.astype(bool)")
-        mask = mask.astype(bool)
-    return mask
-
-
-def _load_npz_mask(data: bytes | Path, source: str) -> np.ndarray:
+def load_mask_npz(data: bytes | Path, source: str) -> np.ndarray:
+    if isinstance(data, Path) and not data.is_file():
+        raise InputError(source, None, "mask file not found", "segment the clip first (vidalign segment)")
     try:
         with np.load(io.BytesIO(data) if isinstance(data, bytes) else data, allow_pickle=False) as z:
             if "mask" not in z.files:
                 raise InputError(source, "mask", f"key missing (keys: {', '.join(z.files) or 'none'})",
                                  "save with np.savez_compressed(path, mask=masks)")
-            return check_mask(z["mask"], source)
-    except (ValueError, OSError) as exc:
+            return as_frames_objects(z["mask"], source)
+    except (ValueError, OSError, EOFError) as exc:
         raise InputError(source, None, f"cannot be read as .npz ({exc})", "write it with np.savez_compressed") from None
 
 
-def _read_info(path: Path) -> dict:
+def read_clip_info(path: Path) -> dict:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -226,12 +315,12 @@ def read_clip_folder(folder: str | Path, require_info: bool = True) -> Clip:
         raise InputError(folder, "mask.npz", "file missing", "segment the clip first (vidalign segment)")
     info_path = folder / "clip_info.json"
     if info_path.is_file():
-        info = _read_info(info_path)
+        info = read_clip_info(info_path)
     elif require_info:
         raise InputError(folder, "clip_info.json", "file missing", "copy it from the PisaBench download")
     else:
         info = {}
-    return Clip(folder.name, _load_npz_mask(mask_path, str(mask_path)), info, str(folder))
+    return Clip(folder.name, load_mask_npz(mask_path, str(mask_path)), info, str(folder))
 
 
 def iter_shard_members(root: str | Path) -> Iterable[tuple[str, str, str, bytes]]:
@@ -262,7 +351,7 @@ def read_shard_folder(root: str | Path) -> list[Clip]:
         if member == "mask.npz":
             if key in masks:
                 raise InputError(where, None, "sample key repeats", "merge datasets with unique keys")
-            masks[key] = (_load_npz_mask(data, where), where)
+            masks[key] = (load_mask_npz(data, where), where)
         elif member == "json":
             try:
                 infos[key] = json.loads(data)
@@ -300,28 +389,24 @@ def pair_clips(gt: Sequence[Clip], pred: Sequence[Clip], gt_root: str, pred_root
     return [(c, pred_by[c.name]) for c in gt]
 
 
-def select_object(gt: Clip, pred: Clip) -> tuple[np.ndarray, np.ndarray]:
-    """The dropping object's masks ``[T, H, W]`` of both clips (a one-object prediction is used as is)."""
-    idx = gt.target
-    n_gt, n_pd = gt.mask.shape[1], pred.mask.shape[1]
-    if n_pd == n_gt:
-        return gt.mask[:, idx], pred.mask[:, idx]
-    if n_pd == 1:
-        return gt.mask[:, idx], pred.mask[:, 0]
-    raise InputError(pred.source, "mask", f"has {n_pd} objects but the GT clip {gt.name!r} has {n_gt}",
-                     "seed the segmenter with every GT object, or with the dropping object only")
-
-
 def evaluate(gt: Sequence[Clip], pred: Sequence[Clip], gt_fps: float = 16.0, pd_fps: float = 16.0,
              gt_root: str = "GT", pred_root: str = "prediction", progress: bool = False) -> dict:
-    """``{"mean": {l2, chamfer, iou}, "videos": [{name, l2, chamfer, iou}]}`` over matched clips."""
+    """``{"mean", "videos": [{name, l2, chamfer, iou}], "dropped": [{name, reason}]}`` over clips matched by name.
+
+    Each pair is scored by :func:`score_video`; a pair the authors' ``eval.py`` would skip is dropped and listed.
+    """
     from tqdm.auto import tqdm
 
-    rows = []
+    rows, dropped = [], []
     pairs = pair_clips(gt, pred, gt_root, pred_root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for g, p in tqdm(pairs, desc="pisabench", disable=not progress, unit="video"):
-            a, b = select_object(g, p)
-            rows.append({"name": g.name, **video_metrics(a, b, gt_fps, pd_fps)})
-    return {"mean": dataset_mean(rows), "videos": rows}
+            try:
+                m = score_video(g.mask, p.mask, gt_fps, pd_fps, g.points, g.source, p.source,
+                                f"{g.source}/clip_info.json")
+            except (InputError, VidalignError) as exc:
+                dropped.append(Dropped(g.name, str(exc)))
+                continue
+            rows.append({"name": g.name, **m})
+    return summarise(rows, dropped)

@@ -268,6 +268,17 @@ class LatentsBuilder(Builder):
             _MODELS[key] = (vae, tok, enc)
         return _MODELS[key]
 
+    def finalize(self, folder: Path, manifest: dict) -> None:
+        """Store the encoded empty caption once for the dataset (what caption dropout trains on, as VideoDPO's
+        ``uncond_type: empty_seq``), made by the same function, tokenizer and length as every prompt."""
+        if self.args.text_encoder is None:
+            return
+        from vidalign.text_embeds import write_empty_prompt_embeds
+
+        _, tok, enc = self.models()
+        embeds, _ = lat.encode_prompts(enc, tok, [""], self.args.max_length)
+        write_empty_prompt_embeds(folder, embeds[0].numpy())
+
     # -- build --------------------------------------------------------------------------------------------------
     def build_shard(self, job: ShardJob):
         import torch

@@ -109,7 +109,9 @@ def _record(source: str, row: dict[str, Any], index: int) -> PromptRecord:
 
 
 def iter_prompt_file(path: str | Path) -> Iterator[PromptRecord]:
-    """Prompts of a CSV (DSR schema: ``prompt_id``, ``prompt``, ...), JSONL (``{"prompt": ...}``) or txt file."""
+    """Prompts of a CSV (DSR schema: ``prompt_id``, ``prompt``, ...), JSONL (``{"prompt": ...}``), JSON (a list,
+    ``{"prompts": [...]}`` or VideoDPO's ``{"000000.mp4": prompt}``) or txt file (one prompt a line, ids
+    ``000000``, ``000001``, ... as VideoDPO names the videos)."""
     path = Path(path)
     src = str(path)
     suffix = path.suffix.lower()
@@ -121,6 +123,13 @@ def iter_prompt_file(path: str | Path) -> Iterator[PromptRecord]:
                                  "add a 'prompt' column (and 'prompt_id')")
             for i, row in enumerate(reader):
                 yield _record(src, row, i)
+    elif suffix == ".json" and (whole := _whole_json(path)) is not None:
+        # a JSON document: a list, {"prompts": [...]}, or VideoDPO's {"000000.mp4": prompt} (ids 000000, ...)
+        from vidalign.datasets_builders.vidprom import json_prompt_rows
+
+        rows = [whole] if isinstance(whole, dict) and "prompt" in whole else json_prompt_rows(whole, src)
+        for i, row in enumerate(rows):
+            yield _record(src, row, i)
     elif suffix in (".jsonl", ".json"):
         with path.open(encoding="utf-8") as f:
             for i, line in enumerate(x for x in f if x.strip()):
@@ -141,6 +150,14 @@ def iter_prompt_file(path: str | Path) -> Iterator[PromptRecord]:
     else:
         raise InputError(src, None, f"unknown prompt file type {suffix!r}",
                          "use .csv (prompt_id,prompt), .jsonl or .txt, or a vidalign dataset folder")
+
+
+def _whole_json(path: Path):
+    """The file as one JSON document, or None when it is JSON lines."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
 
 
 def check_unique(records: list[PromptRecord], source: str) -> list[PromptRecord]:

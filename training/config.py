@@ -18,7 +18,7 @@ import yaml
 from transformers import TrainingArguments
 
 from vidalign.errors import ConfigError, VidalignError, require
-from vidalign.training.losses import DPO_LOSS_TYPES, TIMESTEP_SAMPLERS
+from vidalign.training.losses import DPO_LOSS_TYPES, ERROR_REDUCTIONS, TIMESTEP_SAMPLERS
 
 PREDICTION_TYPES = ("flow", "epsilon", "v_prediction")
 BETA_SCHEDULES = ("linear", "scaled_linear")
@@ -90,7 +90,9 @@ class DiffusionTrainingConfig(TrainingArguments):
     # --- conditioning
     caption_dropout: float = field(default=0.0, metadata={"help": "probability of training a sample unconditioned"})
     empty_prompt_embeds: str | None = field(
-        default=None, metadata={"help": ".npy [L, D] used for dropped captions (default: zeros)"}
+        default=None, metadata={"help": "text embedding of a dropped caption: null = the encoded \"\" that "
+                                        "`vidalign encode` stored with the data (empty_prompt_embeds.npy), a .npy "
+                                        "[L, D] path, or 'zeros' (VideoDPO's uncond_type zero_embed)"}
     )
     first_frame_conditioning: bool = field(
         default=False, metadata={"help": "keep latent frame 0 clean and out of the loss (image-to-video)"}
@@ -134,8 +136,9 @@ class DiffusionTrainingConfig(TrainingArguments):
                 o, "lora_target_modules", targets, "list module names, e.g. [attn2.to_k, attn2.to_v]")
         require(self.ema_decay is None or 0.0 < self.ema_decay < 1.0, o, "ema_decay", self.ema_decay,
                 "use a decay in (0, 1) or null")
-        require(self.empty_prompt_embeds is None or os.path.isfile(self.empty_prompt_embeds), o,
-                "empty_prompt_embeds", self.empty_prompt_embeds, "point to an existing .npy file or null")
+        require(self.empty_prompt_embeds in (None, "zeros") or os.path.isfile(self.empty_prompt_embeds), o,
+                "empty_prompt_embeds", self.empty_prompt_embeds,
+                "point to an existing .npy file, write 'zeros', or leave it null (the dataset's encoded \"\")")
         if self.bf16 is None:
             self.bf16 = bf16_available() and not self.fp16
         # Resuming is exact through the trainer's own stream state; Trainer's replay-skip would double it.
@@ -172,6 +175,9 @@ class DiffusionDPOConfig(DiffusionTrainingConfig):
     data_format: str = field(default="auto", metadata={"help": "pairs (chosen/rejected) | groups (DSR) | auto"})
     chosen_member: str = "chosen"
     rejected_member: str = "rejected"
+    error_reduction: str = field(default="sample", metadata={
+        "help": "denoising error per sample (papers; SpatialAlign's train.py) or per latent column: mean over "
+                "channel, time and height, DPO term per column, then averaged (VideoDPO's released ddpm3d.py)"})
 
     def __post_init__(self):
         o = self._owner()
@@ -186,6 +192,8 @@ class DiffusionDPOConfig(DiffusionTrainingConfig):
                 f"use one of {', '.join(DATA_FORMATS)}")
         require(self.chosen_member != self.rejected_member, o, "rejected_member", self.rejected_member,
                 "winner and loser members must differ")
+        require(self.error_reduction in ERROR_REDUCTIONS, o, "error_reduction", self.error_reduction,
+                f"use one of {', '.join(ERROR_REDUCTIONS)}")
         super().__post_init__()
 
 

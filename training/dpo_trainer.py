@@ -3,7 +3,7 @@
 Per batch of B pairs: one timestep draw shared by winner and loser (``shared_timestep``) or two, independent or
 shared noise (``shared_noise``); the reference runs first, without gradient, as the same network with its LoRA
 switched off (or a frozen full copy when training without LoRA); then the policy runs once on the 2B noisy latents.
-With per-sample errors e, the loss is :func:`vidalign.training.losses.diffusion_dpo_loss` (sigmoid / IPO / hinge,
+With errors e per sample, or per latent column as VideoDPO's released code (``error_reduction``), the loss is :func:`vidalign.training.losses.diffusion_dpo_loss` (sigmoid / IPO / hinge,
 ``logit_scale``, ``logit_clip``, per-pair weights) plus ``reg_weight`` × SpatialAlign's zeroth-order regulariser.
 Logged as TRL does: ``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies``, ``rewards/margins``, plus
 ``loss/dpo`` and ``loss/reg``.
@@ -67,8 +67,8 @@ class DiffusionDPOTrainer(DiffusionTrainer):
         ref_pred = self.reference(model, xt, t, embeds2)
         pred = self.denoise(model, xt, t, embeds2)
 
-        err = L.per_sample_mse(pred, target, mask)
-        ref_err = L.per_sample_mse(ref_pred, target, mask)
+        err = L.denoising_errors(pred, target, mask, a.error_reduction)
+        ref_err = L.denoising_errors(ref_pred, target, mask, a.error_reduction)
         weights = inputs.get("weight") if a.pair_weight_key else None
         out = L.diffusion_dpo_loss(err[:b], err[b:], ref_err[:b], ref_err[b:], a.beta, loss_type=a.loss_type,
                                    logit_scale=a.logit_scale, clip=a.logit_clip, weights=weights)

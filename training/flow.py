@@ -6,8 +6,12 @@ must reach both inputs. Two ship here, picked by name:
 
 * ``horn_schunck``: a coarse-to-fine Horn–Schunck estimator written in torch ops (no weights, so it runs
   anywhere and in tests); smooth, differentiable, and good enough to compare generated with ground-truth motion.
-* ``raft_large`` / ``raft_small``: torchvision's RAFT (the model PISA used), with torchvision's released weights
-  or a local state dict; needs the optional ``torchvision`` package.
+* ``raft_large`` / ``raft_small``: RAFT, the model PISA used, with ``iterations`` refinement steps (PISA's
+  ``oro_flow.py``: 20). Weights: torchvision's released ones, a local torchvision state dict, or princeton-vl's own
+  checkpoint (``raft-things.pth``, as PISA ships it under ``models/``), whose names are mapped onto torchvision's
+  port (:func:`princeton_to_torchvision`); needs the ``flow`` extra (torchvision). With ``code`` (a folder holding
+  princeton-vl RAFT's ``core/raft.py``, e.g. PISA's ``RAFT/core`` submodule) their network itself runs instead,
+  called as ``oro_flow.py`` calls it: ``model(a, b, iters=20, test_mode=True)`` on [0, 255] frames.
 
 Others can be added with :func:`register_flow_model`.
 """
@@ -27,7 +31,7 @@ _FLOW_MODELS: dict[str, Callable[..., FlowModel]] = {}
 
 
 def register_flow_model(name: str):
-    """Decorator adding a flow-model factory ``factory(weights: str | None, device) -> FlowModel``."""
+    """Decorator adding a flow-model factory ``factory(weights: str | None, device, **options) -> FlowModel``."""
 
     def deco(factory):
         _FLOW_MODELS[name] = factory
@@ -40,11 +44,13 @@ def flow_model_names() -> list[str]:
     return sorted(_FLOW_MODELS)
 
 
-def build_flow_model(name: str, weights: str | None = None, device: torch.device | str = "cpu") -> FlowModel:
-    """The flow model registered as ``name`` (``weights``: a local state-dict path where the model takes one)."""
+def build_flow_model(name: str, weights: str | None = None, device: torch.device | str = "cpu",
+                     iterations: int = 20, code: str | None = None) -> FlowModel:
+    """The flow model registered as ``name`` (``weights``: a local state-dict path where the model takes one;
+    ``iterations`` and ``code`` for RAFT, see the module docstring)."""
     if name not in _FLOW_MODELS:
         raise ConfigError(f"flow model {name!r} is unknown; choose one of {', '.join(flow_model_names())}")
-    return _FLOW_MODELS[name](weights=weights, device=device)
+    return _FLOW_MODELS[name](weights=weights, device=device, iterations=iterations, code=code)
 
 
 # ----------------------------------------------------------------------------------------------- Horn–Schunck
@@ -139,9 +145,11 @@ class HornSchunck:
 
 
 @register_flow_model("horn_schunck")
-def _horn_schunck(weights: str | None = None, device="cpu") -> FlowModel:
-    if weights is not None:
-        raise ConfigError(f"flow model 'horn_schunck' takes no weights (got {weights!r}); remove the weights option")
+def _horn_schunck(weights: str | None = None, device="cpu", iterations: int = 20, code: str | None = None
+                  ) -> FlowModel:
+    if weights is not None or code is not None:
+        raise ConfigError(f"flow model 'horn_schunck' takes no weights or code (got {weights or code!r}); remove "
+                          "the option")
     return HornSchunck()
 
 
@@ -158,7 +166,96 @@ class _Raft:
         return flows[-1].float()
 
 
-def _raft(kind: str, weights: str | None, device) -> FlowModel:
+class _PrincetonRaft:
+    """princeton-vl RAFT as a :data:`FlowModel`: frames in [−1, 1] become the [0, 255] images their network
+    takes, and the upsampled flow of ``iters`` iterations is returned (``flow_up`` of ``test_mode=True``)."""
+
+    def __init__(self, model, iterations: int):
+        self.model, self.iterations = model, iterations
+
+    def __call__(self, frames_a: torch.Tensor, frames_b: torch.Tensor) -> torch.Tensor:
+        a = (frames_a.float() + 1) * 127.5
+        b = (frames_b.float() + 1) * 127.5
+        _, flow_up = self.model(a, b, iters=self.iterations, test_mode=True)
+        return flow_up.float()
+
+
+# princeton-vl RAFT (core/raft.py, extractor.py, update.py) → torchvision's port (models/optical_flow/raft.py)
+_PRINCETON_RULES = (
+    (r"^fnet\.", "feature_encoder."), (r"^cnet\.", "context_encoder."),
+    (r"^(feature_encoder|context_encoder)\.conv1\.", r"\1.convnormrelu.0."),
+    (r"^(feature_encoder|context_encoder)\.norm1\.", r"\1.convnormrelu.1."),
+    (r"^(feature_encoder|context_encoder)\.conv2\.", r"\1.conv."),
+    (r"(\.layer\d\.\d)\.conv1\.", r"\1.convnormrelu1.0."), (r"(\.layer\d\.\d)\.norm1\.", r"\1.convnormrelu1.1."),
+    (r"(\.layer\d\.\d)\.conv2\.", r"\1.convnormrelu2.0."), (r"(\.layer\d\.\d)\.norm2\.", r"\1.convnormrelu2.1."),
+    (r"^update_block\.encoder\.convc(\d)\.", r"update_block.motion_encoder.convcorr\1.0."),
+    (r"^update_block\.encoder\.convf(\d)\.", r"update_block.motion_encoder.convflow\1.0."),
+    (r"^update_block\.encoder\.conv\.", "update_block.motion_encoder.conv.0."),
+    (r"^update_block\.gru\.conv([zrq])(\d)\.", r"update_block.recurrent_block.convgru\2.conv\1."),
+    (r"^update_block\.mask\.0\.", "mask_predictor.convrelu.0."),
+    (r"^update_block\.mask\.2\.", "mask_predictor.conv."),
+)
+
+
+def is_princeton_raft(state_dict: dict) -> bool:
+    """Whether a state dict is princeton-vl's (``raft-things.pth``: ``module.fnet...``), not torchvision's."""
+    return any(k.split("module.", 1)[-1].startswith(("fnet.", "cnet.", "update_block.gru.")) for k in state_dict)
+
+
+def princeton_to_torchvision(state_dict: dict) -> dict:
+    """princeton-vl RAFT-large weights (``raft-things.pth``, saved from ``nn.DataParallel``) renamed to torchvision's
+    ``raft_large``. A residual block's ``norm3`` is the same module as its ``downsample.1``, so it is dropped."""
+    import re
+
+    out = {}
+    for key, value in state_dict.items():
+        k = key[len("module."):] if key.startswith("module.") else key
+        if re.search(r"\.layer\d\.\d\.norm3\.", k):
+            continue
+        for pattern, repl in _PRINCETON_RULES:
+            k = re.sub(pattern, repl, k)
+        out[k] = value
+    return out
+
+
+def _load_princeton_code(code: str):
+    """``RAFT`` from princeton-vl's ``core/`` folder, imported as their scripts import it (bare module names), with
+    ``sys.modules`` left as it was afterwards."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    folder = Path(code).expanduser()
+    if (folder / "core" / "raft.py").is_file():
+        folder = folder / "core"
+    if not (folder / "raft.py").is_file():
+        raise ConfigError(f"rewards.flow.code={code!r}: no raft.py there; point at princeton-vl RAFT's core/ folder "
+                          "(PISA's RAFT/core)")
+    names = ("raft", "update", "extractor", "corr", "utils", "utils.utils")
+    saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module("raft").RAFT
+    finally:
+        sys.path.remove(str(folder))
+        for n in names:
+            sys.modules.pop(n, None)
+        sys.modules.update(saved)
+
+
+def _raft(kind: str, weights: str | None, device, iterations: int = 20, code: str | None = None) -> FlowModel:
+    from vidalign.training.rewards import load_state_dict
+
+    if code is not None:
+        import argparse
+
+        if weights is None:
+            raise ConfigError("rewards.flow.code needs weights: the princeton-vl checkpoint (raft-things.pth)")
+        net = _load_princeton_code(code)(argparse.Namespace(small=kind == "raft_small", mixed_precision=False,
+                                                            alternate_corr=False, dropout=0))
+        sd = load_state_dict(weights)
+        net.load_state_dict({k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()})
+        return _PrincetonRaft(net.to(device).eval().requires_grad_(False), iterations)
     try:
         from torchvision.models import optical_flow
     except ImportError as exc:
@@ -167,19 +264,24 @@ def _raft(kind: str, weights: str | None, device) -> FlowModel:
     if weights is None:
         model = factory(weights="DEFAULT", progress=False)
     else:
-        from vidalign.training.rewards import load_state_dict
-
         model = factory(weights=None)
-        model.load_state_dict(load_state_dict(weights))
+        sd = load_state_dict(weights)
+        if is_princeton_raft(sd):
+            if kind != "raft_large":
+                raise ConfigError(f"rewards.flow.weights={weights!r} are princeton-vl RAFT weights; only RAFT-large "
+                                  "(raft-things.pth) maps onto torchvision: use model: raft_large, or code: to run "
+                                  "their network")
+            sd = princeton_to_torchvision(sd)
+        model.load_state_dict(sd)
     model = model.to(device).eval().requires_grad_(False)
-    return _Raft(model, updates=12)
+    return _Raft(model, updates=iterations)
 
 
 @register_flow_model("raft_large")
-def _raft_large(weights: str | None = None, device="cpu") -> FlowModel:
-    return _raft("raft_large", weights, device)
+def _raft_large(weights: str | None = None, device="cpu", iterations: int = 20, code: str | None = None) -> FlowModel:
+    return _raft("raft_large", weights, device, iterations, code)
 
 
 @register_flow_model("raft_small")
-def _raft_small(weights: str | None = None, device="cpu") -> FlowModel:
-    return _raft("raft_small", weights, device)
+def _raft_small(weights: str | None = None, device="cpu", iterations: int = 20, code: str | None = None) -> FlowModel:
+    return _raft("raft_small", weights, device, iterations, code)

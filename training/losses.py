@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 TIMESTEP_SAMPLERS = ("uniform", "logit_normal", "shifted")
 DPO_LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+ERROR_REDUCTIONS = ("sample", "column")
 
 
 # ----------------------------------------------------------------------------------------------- schedules
@@ -146,6 +147,34 @@ def per_sample_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
     return (sq * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
 
 
+def per_column_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error per latent column ``[B, W]`` of 5-D latents ``[B, C, T, H, W]``: the mean over channel,
+    time and height only, as VideoDPO's released loss (``lvdm/models/ddpm3d.py``: ``.mean(dim=[1, 2, 3])``).
+
+    ``mask`` broadcasts against ``pred`` (e.g. ``[1, 1, T, 1, 1]``) and weights the mean as in
+    :func:`per_sample_mse`.
+    """
+    if pred.ndim < 3:
+        raise ValueError(f"per-column errors need [B, ..., W] latents, got shape {tuple(pred.shape)}")
+    sq = (pred.float() - target.float()) ** 2
+    dims = tuple(range(1, sq.ndim - 1))
+    if mask is None:
+        return sq.mean(dim=dims)
+    m = torch.broadcast_to(mask.to(sq.dtype), sq.shape)
+    return (sq * m).sum(dim=dims) / m.sum(dim=dims).clamp_min(1)
+
+
+def denoising_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                     reduction: str = "sample") -> torch.Tensor:
+    """Errors for Diffusion-DPO: ``sample`` → ``[B]`` (:func:`per_sample_mse`), ``column`` → ``[B, W]``
+    (:func:`per_column_mse`)."""
+    if reduction == "sample":
+        return per_sample_mse(pred, target, mask)
+    if reduction == "column":
+        return per_column_mse(pred, target, mask)
+    raise ValueError(f"unknown error reduction {reduction!r}; choose one of {', '.join(ERROR_REDUCTIONS)}")
+
+
 def zeroth_order_reg(
     policy_w: torch.Tensor, ref_w: torch.Tensor, policy_l: torch.Tensor, ref_l: torch.Tensor
 ) -> torch.Tensor:
@@ -198,10 +227,13 @@ def diffusion_dpo_loss(
     clip: float | None = None,
     weights: torch.Tensor | None = None,
 ) -> DPOLossOutput:
-    """Diffusion-DPO on per-sample denoising errors [B] of winner (w) and loser (l).
+    """Diffusion-DPO on denoising errors of winner (w) and loser (l): per sample ``[B]``, or per latent column
+    ``[B, W]`` (VideoDPO's released code), where the DPO term is taken per column and then averaged over the
+    columns, exactly ``mean(−w · logsigmoid(inside_term))`` over ``[B, W]`` in ``ddpm3d.py``.
 
     SpatialAlign: ``loss_type="sigmoid", logit_scale=1, clip=5, β=1``; VideoDPO: ``logit_scale=0.5, β=5000``
-    with per-pair ``weights``. ``clip`` only affects the sigmoid loss.
+    with per-pair ``weights`` [B]. ``clip`` only affects the sigmoid loss. ``losses``, rewards and logits are
+    per pair ``[B]`` (column values averaged).
     """
     if beta <= 0:
         raise ValueError(f"beta must be > 0, got {beta}")
@@ -217,7 +249,10 @@ def diffusion_dpo_loss(
     else:
         raise ValueError(f"unknown DPO loss_type {loss_type!r}; choose one of {', '.join(DPO_LOSS_TYPES)}")
     if weights is not None:
-        losses = losses * weights.to(losses)
+        w = weights.to(losses)
+        losses = losses * w.reshape(w.shape + (1,) * (losses.ndim - w.ndim))
+    if losses.ndim > 1:  # per column: the term of each column, averaged per pair
+        losses, s_w, s_l, h = (x.flatten(1).mean(1) for x in (losses, s_w, s_l, h))
     scale = beta * logit_scale
     return DPOLossOutput(
         loss=losses.mean(),

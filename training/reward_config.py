@@ -104,6 +104,7 @@ class RewardGradientConfig(TrainingArguments):
     lora_rank: int = 16
     lora_alpha: float = 16.0
     lora_target_modules: list[str] = field(default_factory=lambda: list(ATTENTION_TARGETS))
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (VADER's released code: 0.01)"})
 
     def _owner(self) -> str:
         return type(self).__name__
@@ -118,6 +119,7 @@ class RewardGradientConfig(TrainingArguments):
         self._check_source(o)
         require(self.lora_rank >= 1, o, "lora_rank", self.lora_rank, "use a rank >= 1 (VADER: 16)")
         require(self.lora_alpha > 0, o, "lora_alpha", self.lora_alpha, "use alpha > 0")
+        require(0.0 <= self.lora_dropout < 1.0, o, "lora_dropout", self.lora_dropout, "use a value in [0, 1)")
         targets = self.lora_target_modules
         if isinstance(targets, str):
             targets = self.lora_target_modules = [t.strip() for t in targets.split(",") if t.strip()]

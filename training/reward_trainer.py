@@ -297,7 +297,8 @@ class RewardTrainer:
 
             _to(transformer, self.device, self.weight_dtype)
             try:
-                transformer.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights=True,
+                transformer.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                                   init_lora_weights=True,
                                                    target_modules=list(cfg.lora_target_modules)))
             except ValueError as exc:
                 raise VidalignError(f"lora_target_modules={cfg.lora_target_modules!r}: {' '.join(str(exc).split())[:160]}"

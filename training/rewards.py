@@ -12,12 +12,16 @@ VADER rewards (per frame, averaged over the decoded frames):
   ``clip_score`` CLIP text–image cosine similarity; loss 1 − cos (VADER's HPS-style loss).
   ``preference`` HPS/PickScore-style scorer: a CLIP model (e.g. a PickScore checkpoint) plus optional head
                  weights applied to the image features; score = scale · cos, loss −score.
-PISA ORO rewards (compare with the ground-truth simulation; need ``inputs.gt_*``):
+PISA ORO rewards (compare with the ground-truth simulation; need ``inputs.gt_*``), as the authors' scripts
+(``scripts/oro_seg.py``, ``oro_depth.py``, ``oro_flow.py``) compute them:
   ``segmentation`` SAM 2 (``Sam2VideoModel``) seeded with the GT frame-0 masks tracks the objects through the
-                 generated frames; loss 1 − soft IoU(sigmoid(mask logits), GT masks), no thresholding.
-  ``depth``      Depth Anything on generated and GT frames, per-frame min-max normalised, MSE (GT side detached).
-  ``flow``       flow between consecutive frames (:mod:`vidalign.training.flow`), L1 between generated and GT.
-Generated and ground-truth frames always go through the same preprocessing (the authors' code did not do that).
+                 generated frames; loss 1 − IoU with IoU = Σpg / (Σp + Σg − Σpg + eps) of sigmoid(mask logits)
+                 and the GT masks, frame 0 included, a frame where both are empty counting 0.
+  ``depth``      Depth Anything V2 on generated and GT frames resized to 518×518 (bicubic), upsampled to the frame,
+                 per-frame min-max normalised to [0, 255], MSE (GT side detached).
+  ``flow``       flow between consecutive frames (:mod:`vidalign.training.flow`; RAFT with the ``raft-things``
+                 weights and 20 iterations as theirs), L1 between generated and GT.
+Generated and ground-truth frames always go through the same preprocessing.
 """
 
 from __future__ import annotations
@@ -108,18 +112,21 @@ def multiple_of(h: int, w: int, short: int, multiple: int) -> tuple[int, int]:
 
 
 def soft_iou(probs: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Soft IoU over the last two dims: Σpg / (Σp + Σg − Σpg); 1 when both are empty."""
+    """Soft IoU over the last two dims as ``oro_seg.py``'s ``get_iou``: Σpg / (Σp + Σg − Σpg + eps), so a frame
+    where both masks are empty counts 0."""
     target = target.to(probs.dtype)
     inter = (probs * target).sum((-2, -1))
-    union = probs.sum((-2, -1)) + target.sum((-2, -1)) - inter
-    return (inter + eps) / (union + eps)
+    union = probs.sum((-2, -1)) + target.sum((-2, -1)) - inter + eps
+    return inter / union
 
 
-def minmax_normalize(d: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Per-map min-max normalisation of ``[..., H, W]`` to [0, 1] (a constant map becomes 0)."""
+def minmax_normalize(d: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Per-map min-max normalisation of ``[..., H, W]`` to [0, ``scale``] (``oro_depth.py``: 255); a constant map,
+    where their division is 0/0, becomes 0."""
     lo = d.amin(dim=(-2, -1), keepdim=True)
     hi = d.amax(dim=(-2, -1), keepdim=True)
-    return (d - lo) / (hi - lo + eps)
+    span = hi - lo
+    return (d - lo) / torch.where(span > 0, span, torch.ones_like(span)) * scale
 
 
 # ----------------------------------------------------------------------------------------------- weights
@@ -401,12 +408,13 @@ def _need(inputs: RewardInputs, field: str, reward: str):
 
 @dataclass(frozen=True)
 class SegmentationOptions:
-    """``objects``: ``all`` GT objects or only the ``last`` (PISA's dropping object)."""
+    """``objects``: ``all`` GT objects or only the ``last`` (PISA's dropping object); ``include_seed_frame``: frame 0
+    (seeded with the GT mask) counts in the mean, as in the authors' ``oro_seg.py``."""
 
     model: str = "facebook/sam2.1-hiera-large"
     revision: str | None = None
     objects: str = "all"
-    include_seed_frame: bool = False
+    include_seed_frame: bool = True
 
     def __post_init__(self):
         require(self.objects in ("all", "last"), "rewards.segmentation", "objects", self.objects,
@@ -418,7 +426,8 @@ class SegmentationReward(Reward):
 
     SAM 2 is seeded with the GT frame-0 masks (its mask-as-output path), then propagated frame by frame with its
     memory; ``Sam2VideoModel.forward`` is wrapped in ``torch.inference_mode`` so the undecorated function is called
-    to keep the graph. Frame 0 reproduces the seed, so by default the loss averages frames 1.. only.
+    to keep the graph. The IoU is averaged over every frame (frame 0, which reproduces the seed, included, as
+    ``oro_seg.py`` does) and object; ``include_seed_frame=False`` leaves frame 0 out.
     """
 
     needs_gt = True
@@ -426,7 +435,7 @@ class SegmentationReward(Reward):
     min_frames = 2
     gt_fields = ("masks",)
 
-    def __init__(self, model, objects: str = "all", include_seed_frame: bool = False):
+    def __init__(self, model, objects: str = "all", include_seed_frame: bool = True):
         super().__init__()
         self.model, self.objects, self.include_seed_frame = model, objects, include_seed_frame
         self.size = int(model.config.image_size)
@@ -492,18 +501,24 @@ def _build_segmentation(o: SegmentationOptions, device="cpu", dtype=torch.float3
 @dataclass(frozen=True)
 class DepthOptions:
     """``target``: ``model`` compares with Depth Anything on the GT frames (PISA); ``simulation`` with the
-    simulator's depth (converted to inverse depth, like the model's relative output). ``input_size``: short side
-    fed to the model (rounded to its patch size)."""
+    simulator's depth (converted to inverse depth, like the model's relative output). ``resize``: ``square``
+    (``input_size`` × ``input_size``, bicubic, as ``oro_depth.py``) or ``aspect`` (short side ``input_size``,
+    rounded to the patch size). ``scale``: the per-frame min-max range (theirs: 255)."""
 
     model: str = "depth-anything/Depth-Anything-V2-Small-hf"
     revision: str | None = None
     input_size: int = 518
     target: str = "model"
+    resize: str = "square"
+    scale: float = 255.0
 
     def __post_init__(self):
         require(self.target in ("model", "simulation"), "rewards.depth", "target", self.target,
                 "use 'model' (Depth Anything on the GT frames) or 'simulation' (the clip's depth.npy)")
         require(self.input_size >= 14, "rewards.depth", "input_size", self.input_size, "use at least 14 pixels")
+        require(self.resize in ("square", "aspect"), "rewards.depth", "resize", self.resize,
+                "use 'square' (518x518 bicubic, the authors') or 'aspect'")
+        require(self.scale > 0, "rewards.depth", "scale", self.scale, "use a positive range (the authors' 255)")
 
 
 class DepthReward(Reward):
@@ -511,19 +526,29 @@ class DepthReward(Reward):
 
     needs_gt = True
 
-    def __init__(self, model, input_size: int = 518, target: str = "model"):
+    def __init__(self, model, input_size: int = 518, target: str = "model", resize: str = "square",
+                 scale: float = 255.0):
         super().__init__()
         self.model, self.input_size, self.target = model, input_size, target
+        self.resize, self.scale = resize, float(scale)
         self.gt_fields = ("depth",) if target == "simulation" else ()
         patch = getattr(model.config, "patch_size", 14)
         self.patch = int(patch[0] if isinstance(patch, (list, tuple)) else patch)
 
     def depth(self, frames: torch.Tensor) -> torch.Tensor:
-        """Normalised relative depth ``[N, h, w]`` of frames ``[N, 3, H, W]``."""
-        size = multiple_of(*frames.shape[-2:], self.input_size, self.patch)
-        x = F.interpolate(to_unit(frames.float()), size=size, mode="bilinear", align_corners=False, antialias=True)
+        """Depth ``[N, H, W]`` of frames ``[N, 3, H, W]`` at the frames' size, min-max normalised per frame to
+        [0, scale]: ``compute_depth`` of ``oro_depth.py``."""
+        h, w = frames.shape[-2:]
+        x = to_unit(frames.float())
+        if self.resize == "square":
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bicubic", align_corners=False)
+        else:
+            x = F.interpolate(x, size=multiple_of(h, w, self.input_size, self.patch), mode="bilinear",
+                              align_corners=False, antialias=True)
         x = normalize(x, IMAGENET_MEAN, IMAGENET_STD).to(next(self.model.parameters()).dtype)
-        return minmax_normalize(self.model(pixel_values=x).predicted_depth.float())
+        d = self.model(pixel_values=x).predicted_depth.float()
+        d = F.interpolate(d[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        return minmax_normalize(d, self.scale)
 
     def forward(self, frames: torch.Tensor, inputs: RewardInputs) -> RewardOutput:
         b, f = frames.shape[:2]
@@ -535,7 +560,7 @@ class DepthReward(Reward):
                 sim = _need(inputs, "gt_depth", "depth").to(frames.device).float()
                 inv = 1.0 / sim.reshape(b * f, 1, *sim.shape[-2:]).clamp_min(1e-3)  # relative depth is inverse
                 inv = F.interpolate(inv, size=pred.shape[-2:], mode="bilinear", align_corners=False)
-                gt = minmax_normalize(inv[:, 0])
+                gt = minmax_normalize(inv[:, 0], self.scale)
         mse = ((pred - gt) ** 2).reshape(b, -1).mean(1)
         return RewardOutput(mse, mse)
 
@@ -545,22 +570,28 @@ def _build_depth(o: DepthOptions, device="cpu", dtype=torch.float32) -> Reward:
     from transformers import AutoModelForDepthEstimation
 
     model = AutoModelForDepthEstimation.from_pretrained(o.model, revision=o.revision, dtype=dtype).to(device)
-    return DepthReward(model, o.input_size, o.target)
+    return DepthReward(model, o.input_size, o.target, o.resize, o.scale)
 
 
 @dataclass(frozen=True)
 class FlowOptions:
     """``model``: a registered flow model (``raft_large`` as PISA, ``raft_small``, ``horn_schunck``);
-    ``weights``: a local state dict for RAFT (None: torchvision's released weights)."""
+    ``weights``: a local state dict for RAFT, e.g. princeton-vl's ``raft-things.pth`` as PISA used it (None:
+    torchvision's released weights); ``iterations``: RAFT's refinement iterations (PISA: 20); ``code``: a folder
+    with princeton-vl RAFT's ``core/`` (``raft.py``) to run their network itself instead of torchvision's port."""
 
     model: str = "raft_large"
     weights: str | None = None
+    iterations: int = 20
+    code: str | None = None
 
     def __post_init__(self):
         from vidalign.training.flow import flow_model_names
 
         require(self.model in flow_model_names(), "rewards.flow", "model", self.model,
                 f"choose one of {', '.join(flow_model_names())}")
+        require(isinstance(self.iterations, int) and self.iterations >= 1, "rewards.flow", "iterations",
+                self.iterations, "use a positive number of refinement iterations (PISA: 20)")
 
 
 class FlowReward(Reward):
@@ -594,4 +625,4 @@ class FlowReward(Reward):
 def _build_flow(o: FlowOptions, device="cpu", dtype=torch.float32) -> Reward:
     from vidalign.training.flow import build_flow_model
 
-    return FlowReward(build_flow_model(o.model, o.weights, device))
+    return FlowReward(build_flow_model(o.model, o.weights, device, iterations=o.iterations, code=o.code))

@@ -152,8 +152,10 @@ class DiffusionTrainer(Trainer):
         self._ema = EMA(model, args.ema_decay) if args.ema_decay else None
         if self._ema is not None:
             self.add_callback(_EMACallback(self))
-        self._empty_embeds = (torch.from_numpy(np.load(args.empty_prompt_embeds, allow_pickle=False)).float()
-                              if args.empty_prompt_embeds else None)
+        from vidalign.text_embeds import empty_caption_embeds
+
+        empty = empty_caption_embeds(args.empty_prompt_embeds, data, args.caption_dropout)
+        self._empty_embeds = torch.from_numpy(empty) if empty is not None else None
         self._alphas_cumprod = (L.ddpm_alphas_cumprod(args.num_train_timesteps, args.beta_start, args.beta_end,
                                                       args.beta_schedule)
                                 if args.prediction_type != "flow" else None)
@@ -198,7 +200,8 @@ class DiffusionTrainer(Trainer):
         return torch.Generator(device=device).manual_seed(seed)
 
     def drop_captions(self, embeds: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Replace each sample's text with the empty prompt (zeros by default) with probability caption_dropout."""
+        """Replace each sample's text with the empty prompt (the encoded "" stored with the data, or zeros when
+        configured) with probability caption_dropout."""
         p = self.args.caption_dropout
         if p <= 0:
             return embeds

@@ -107,19 +107,40 @@ def test_parse_last_choice_skips_and_errors(tmp_path):
     assert mp.infer_sub_task(tmp_path / "x" / "preference_labels.jsonl") is None
 
 
+def authors_split(path):
+    """build_dpo_dataset's split, run as their code runs it: the JSONL lines into a pandas DataFrame, a
+    ``datasets.Dataset``, the skipped filter, then ``train_test_split(test_size=0.1, shuffle=True, seed=2222)``.
+    (A line that is not JSON would crash their loader: it is left out here. Ids are cast to str so that arrow
+    takes the int and str ids of this fixture in one column; the order is untouched.)"""
+    import pandas as pd
+
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    df = pd.DataFrame(rows)
+    df["id"] = df["id"].astype(str)
+    ds = datasets.Dataset.from_pandas(df).filter(lambda x: x["chosen"][-1]["choice"] != "skipped")
+    split = ds.train_test_split(test_size=0.1, shuffle=True, seed=2222)
+    return list(split["train"]["id"]), list(split["test"]["id"])
+
+
 def test_import_pairs_smoothing_split_and_rejections(tmp_path):
     path, expected = make_atom(tmp_path)
     out = tmp_path / "ds"
     man = run_build("motionprefer-atom", {"jsonl": [str(path)]},
                     BuildOptions(out=out, samples_per_shard=8, on_error="skip", progress=False))
-    # the split is the authors' one: datasets' train_test_split over the parsed, non-skipped rows
-    ids = list(expected)
-    hf = datasets.Dataset.from_list([{"id": i} for i in ids]).train_test_split(test_size=0.1, shuffle=True, seed=2222)
-    bad = {i for i in ids if i.startswith("bad-")}
+    # the split is the authors' one, over every row their filter keeps (also "odd", whose degree vidalign cannot
+    # use: it keeps its place in the split and is dropped after it)
+    hf_train, hf_test = authors_split(path)
+    assert "odd" in hf_train + hf_test
+    bad = {i for i in hf_train + hf_test if i.startswith("bad-") or i == "odd"}
     train = _samples(out, "default", "train")
     evals = _samples(out, "default", "eval")
-    assert [s["json"]["id"] for s in train] == [i for i in hf["train"]["id"] if i not in bad]
-    assert [s["json"]["id"] for s in evals] == [i for i in hf["test"]["id"] if i not in bad]
+    assert [s["json"]["id"] for s in train] == [i for i in hf_train if i not in bad]
+    assert [s["json"]["id"] for s in evals] == [i for i in hf_test if i not in bad]
     base = path.parent
     for s in train + evals:
         meta = s["json"]
@@ -138,11 +159,14 @@ def test_import_pairs_smoothing_split_and_rejections(tmp_path):
                    "220 frames is outside", "file not found", "not valid JSON", "'Way better' is unknown"]:
         assert sum(needle in r for r in reasons) == 1, needle
     assert len(reasons) == 7
-    # trl config: same keys, rows are TRL preference rows; the pair without a token file is listed, not written
+    # trl config: same keys, rows are TRL preference rows; it needs only the token files, so the pairs whose
+    # motions are bad but tokenised are written there too; the pair without a token file is listed, not written
     trl = _samples(out, "trl", "train")
     by_key = {s["__key__"]: s for s in train}
-    assert {s["__key__"] for s in trl} == set(by_key) - {k for k, s in by_key.items() if s["json"]["id"] == "3"}
-    for s in trl:
+    assert {s["__key__"] for s in trl} >= set(by_key) - {k for k, s in by_key.items() if s["json"]["id"] == "3"}
+    tokenised_bad = {"bad-w", "bad-nan", "bad-short", "bad-long"} & set(hf_train)
+    assert len(trl) == len(by_key) - 1 + len(tokenised_bad)
+    for s in [s for s in trl if s["__key__"] in by_key]:
         row, meta = s["json"], by_key[s["__key__"]]["json"]
         assert set(row) == {"prompt", "chosen", "rejected", "label_smoothing"}
         assert row["prompt"] == meta["prompt"] and row["label_smoothing"] == meta["label_smoothing"]
@@ -169,9 +193,41 @@ def test_bad_input_raises_by_default_and_cli_runs(tmp_path):
     got = _samples(tmp_path / "b", "default", "train") + _samples(tmp_path / "b", "default", "eval")
     assert got and all(s["json"]["sub_task"] == "frequency" for s in got)
     # --drop-unsure filters after the split, as the authors' loader does
-    ids = list(expected)
-    hf = datasets.Dataset.from_list([{"id": i} for i in ids]).train_test_split(test_size=0.1, shuffle=True, seed=2222)
-    keep = [i for i in list(hf["train"]["id"]) + list(hf["test"]["id"])
-            if not i.startswith("bad-") and expected[i][2] != "Negligibly better/unsure"]
+    hf_train, hf_test = authors_split(path)
+    keep = [i for i in hf_train + hf_test
+            if not i.startswith("bad-") and i != "odd" and expected[i][2] != "Negligibly better/unsure"]
     assert [s["json"]["id"] for s in got] == keep
     assert not (tmp_path / "b" / "data" / "trl").exists()
+
+
+def test_token_files_by_the_authors_rule_and_trl_needs_only_tokens(tmp_path):
+    """AToM's release keeps features under data2/.../features/ and tokens under data3/.../tokens/:
+    ``features[:-4].replace('data2', 'data3') + "_token.npy"`` then ``features`` → ``tokens``."""
+    root = tmp_path / "pref_data" / "integrity"
+    rng = np.random.default_rng(3)
+    lines, codes = [], {}
+    for i in range(12):
+        rec = {"id": i, "prompt": f"A person steps back, jumps up {i}.", "chosen": [_entry("sample_1", "Better")]}
+        for k, name in (("sample_1", "a"), ("sample_2", "b")):
+            rel = f"data2/motions/features/{i:03d}_{name}.npy"  # no feature file is written at all
+            tok = root / f"data3/motions/tokens/{i:03d}_{name}_token.npy"
+            tok.parent.mkdir(parents=True, exist_ok=True)
+            codes[(i, name)] = rng.integers(0, 512, size=(1, 10 + i))
+            np.save(tok, codes[(i, name)])
+            rec[k] = {"features": rel}
+        lines.append(json.dumps(rec))
+    (root / "preference_labels.jsonl").write_text("\n".join(lines) + "\n")
+    assert mp.token_paths("data2/m/features/x.npy", root)[0] == root / "data3/m/tokens/x_token.npy"
+    assert mp.load_tokens("data2/motions/features/004_b.npy", root) == codes[(4, "b")][0].tolist()
+    out = tmp_path / "ds"
+    man = run_build("motionprefer-atom", {"jsonl": [str(root / "preference_labels.jsonl")]},
+                    BuildOptions(out=out, on_error="skip", progress=False))
+    rows = _samples(out, "trl", "train") + _samples(out, "trl", "eval")
+    assert len(rows) == 12 and not man["configs"]["trl"].get("rejected")
+    hf_train, hf_test = authors_split(root / "preference_labels.jsonl")
+    got = [r["json"]["prompt"].split()[-1].rstrip(".") for r in rows]
+    assert got == [str(i) for i in hf_train + hf_test]
+    first = int(hf_train[0])
+    assert rows[0]["json"]["chosen"] == m.motion_string(codes[(first, "a")][0].tolist())
+    # the default config does need the motions: every pair is listed as rejected there, with the path
+    assert all("file not found" in r["reason"] for r in man["configs"]["default"]["rejected"])

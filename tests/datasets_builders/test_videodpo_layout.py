@@ -33,7 +33,8 @@ def make_layout(root: Path, pair_edit=None, meta_edit=None) -> dict[str, bytes]:
         idx = k + 1
         for sub, shade in (("winvideos", 200), ("losevideos", 40)):
             rel = f"{sub}/{idx:06d}.mp4"
-            data = encode_mp4(np.full((2, 16, 16, 3), shade - 10 * k, dtype=np.uint8), fps=10)
+            # the release's clips: 16 frames (VideoCrafter2's video_length), 1.6 s at 10 fps
+            data = encode_mp4(np.full((16, 16, 16, 3), shade - 10 * k, dtype=np.uint8), fps=10)
             (root / sub).mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(data)
             files[rel] = data
@@ -157,3 +158,37 @@ def test_export_of_native_pairs_writes_product_and_gap(tmp_path):
     (pair,) = json.loads((tmp_path / "exp" / "pair.json").read_text())
     assert pair["score"] == pytest.approx(0.36) and pair["diff_score"] == pytest.approx(0.5)
     assert meta[0]["basic"]["clip_duration"] == pytest.approx(2.0) and meta[0]["misc"]["frame_caption"] == ["p"]
+
+
+def test_export_refuses_or_drops_clips_the_authors_loader_would_skip(tmp_path, capsys):
+    """data/video_data.py drops entries with clip_duration < 1.0 before pairs index into the list, and reads the
+    next video instead of one with < 16 frames: either misaligns every later pair."""
+    from vidalign.shards import ShardWriter
+
+    ds = tmp_path / "ds"
+    ok = encode_mp4(np.zeros((16, 16, 16, 3), dtype=np.uint8), fps=8)  # 2 s
+    short = encode_mp4(np.zeros((12, 16, 16, 3), dtype=np.uint8), fps=8)  # 12 frames, 1.5 s
+    brief = encode_mp4(np.zeros((16, 16, 16, 3), dtype=np.uint8), fps=24)  # 16 frames, 0.67 s
+    with ShardWriter(ds, "data/pairs/train-00000-of-00001.tar") as w:
+        for k, (a, b) in enumerate([(ok, ok), (short, ok), (ok, brief), (ok, ok)]):
+            w.write(f"s0-{k:08d}", {"json": {"prompt": f"p{k}", "chosen_score": 0.9, "rejected_score": 0.4},
+                                    "chosen.mp4": a, "rejected.mp4": b})
+    assert main(["export", "videodpo", str(ds), str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "s0-00000001: field 'chosen.mp4': 12 frames < 16" in err and "--short-clips drop" in err
+    assert main(["export", "videodpo", str(ds), str(tmp_path / "b"), "--short-clips", "drop"]) == 0
+    out = capsys.readouterr().out
+    assert "2 pair(s) with clips too short" in out and "rejected.mp4: clip_duration 0.6667 < 1 s" in out
+    pairs = json.loads((tmp_path / "b" / "pair.json").read_text())
+    meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    assert [p["frame_caption"] for p in pairs] == ["p0", "p3"] and [p["video1"] for p in pairs] == [0, 2]
+    assert all(m["basic"]["clip_duration"] >= 1.0 for m in meta) and len(meta) == 4
+    assert sorted(x.name for x in (tmp_path / "b" / "winvideos").iterdir()) == ["000000.mp4", "000001.mp4"]
+
+
+def test_export_refuses_an_imported_entry_with_a_short_clip_duration(tmp_path, capsys):
+    src, ds = tmp_path / "src", tmp_path / "ds"
+    make_layout(src, meta_edit=lambda m: m[3]["basic"].update(clip_duration=0.9))
+    assert main(["import", "videodpo", str(src), "--out", str(ds), "--no-progress"]) == 0
+    assert main(["export", "videodpo", str(ds), str(tmp_path / "x")]) == 2
+    assert "clip_duration 0.9 < 1 s" in capsys.readouterr().err

@@ -244,3 +244,53 @@ def test_vidprom_prompts_builder(tmp_path):
     assert [x["prompt_id"] for x in lines] == ["u0", "u1", "u2", "u4"]
     card = (out / "README.md").read_text()
     assert "| dropped: language | 1 |" in card and (out / "previews" / "vidprom_rules.png").exists()
+
+
+# ------------------------------------------------------------------ VideoDPO's own files
+def test_videodpo_prompt_files(tmp_path):
+    from vidalign.preprocessing.generate import iter_prompt_file
+
+    vidpro = {"000000.mp4": "Flying among clouds and stars, kitten Max ...  ",
+              "000001.mp4": "Use a clean and modern font for the text &quot;Relate Reality 101.&quot;"}
+    (tmp_path / "vidpro-100-dict.json").write_text(json.dumps(vidpro, indent=12))  # as prompts/vidpro-100-dict.json
+    (tmp_path / "wrapped.json").write_text(json.dumps({"prompts": [{k: v} for k, v in vidpro.items()]}))
+    for name in ("vidpro-100-dict.json", "wrapped.json"):
+        df = read_prompt_table(str(tmp_path / name))
+        rows, _, _ = select_prompts(df, PromptSelection(n=10))
+        assert [(r["prompt_id"], r["prompt"]) for r in rows] == [("000000", vidpro["000000.mp4"].strip()),
+                                                                 ("000001", vidpro["000001.mp4"])]
+        recs = list(iter_prompt_file(tmp_path / name))
+        assert [(r.prompt_id, r.prompt) for r in recs] == [(r["prompt_id"], r["prompt"]) for r in rows]
+    (tmp_path / "one.json").write_text(json.dumps({"prompt": "a cat", "prompt_id": "c1"}))
+    assert [(r.prompt_id, r.prompt) for r in iter_prompt_file(tmp_path / "one.json")] == [("c1", "a cat")]
+
+
+def test_vidprom_pairs_from_the_fork_layout(tmp_path):
+    """Candidates made from their prompt file (ids 000000, ...) scored by their VBench fork: one folder per
+    candidate, ``01/`` … ``04/``, videos ``<candidate>/<prompt index>.mp4``, files ``{dim}__eval_results.json``."""
+    cand = tmp_path / "cand"
+    ids = {"v0": "000000", "v1": "000001", "v2": "000002"}
+    with ShardWriter(cand, "data/candidates/train-00000-of-00001.tar") as w:
+        n = 0
+        for pid, qs in QUALITY.items():
+            for i in range(len(qs)):
+                data = encode_mp4(np.full((2, 16, 16, 3), 20 * n, dtype=np.uint8), fps=8)
+                w.write(f"s0-{n:08d}", {"json": {"prompt": f"prompt {pid}", "prompt_id": ids[pid], "candidate": i,
+                                                  "seed": 50 + i}, "mp4": data})
+                n += 1
+    vb = tmp_path / "vbench"
+    vb.mkdir()
+    for dim in DIMENSIONS:
+        items = [{"video_path": f"/data/results/vc2/{i + 1:02d}/{ids[pid]}.mp4", "video_results": raw_values(q)[dim]}
+                 for pid, qs in QUALITY.items() for i, q in enumerate(qs)]
+        (vb / f"{dim}__eval_results.json").write_text(json.dumps({dim: items}))
+    out = tmp_path / "pairs"
+    run_build("vidprom-pairs", {"candidates": str(cand), "vbench": str(vb)}, BuildOptions(out=out, progress=False))
+    rows = sorted((r["json"] for r in load(out, "pairs", split="train", video_decode=False)),
+                  key=lambda j: j["prompt_id"])
+    assert [(j["prompt_id"], j["chosen_candidate"], j["rejected_candidate"]) for j in rows] == \
+        [("000000", 1, 0), ("000001", 2, 1), ("000002", 1, 0)]  # the same pairs as the upstream layout
+    j = rows[0]
+    assert j["chosen_score"] == pytest.approx(omniscore(raw_values(QUALITY["v0"][1]))["omniscore"])
+    assert j["chosen_subscores"]["subject_consistency"] == "sum"
+    assert "subject_consistency read as a per-video sum (auto: detected)" in (out / "README.md").read_text()

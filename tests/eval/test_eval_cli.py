@@ -48,7 +48,7 @@ def test_eval_pisa(tmp_path, capsys):
     code, out, _ = _run(capsys, "eval", "pisa", "--gt", str(gt), "--pred", str(pd), "--out", str(tmp_path / "r.json"))
     assert code == 0 and "L2↓" in out and "CD↓" in out and "IoU↑" in out
     res = json.loads((tmp_path / "r.json").read_text())
-    assert set(res) == {"mean", "videos"} and set(res["mean"]) == {"l2", "chamfer", "iou"}
+    assert set(res) == {"mean", "videos", "dropped"} and set(res["mean"]) == {"l2", "chamfer", "iou"}
     assert [v["name"] for v in res["videos"]] == ["clip_a", "clip_b"]
     assert set(res["videos"][0]) == {"name", "l2", "chamfer", "iou"}
     assert res["videos"][1]["l2"] == pytest.approx(2 / (2 * math.sqrt(2) * H))
@@ -78,11 +78,72 @@ def test_eval_pisa_shards_and_errors(tmp_path, capsys):
     code, out, _ = _run(capsys, "eval", "pisa", "--gt", str(root), "--pred", str(pd))
     assert code == 0 and "1 videos" in out
 
-    _clip(tmp_path / "bad", "x", np.zeros((4, H, H), bool), {"prompt": "p"})
+    _clip(tmp_path / "bad", "x", np.zeros((4, H), bool), {"prompt": "p"})
     code, _, err = _run(capsys, "eval", "pisa", "--gt", str(tmp_path / "bad"), "--pred", str(pd))
-    assert code == 2 and "rank 3" in err and err.count("\n") == 1
+    assert code == 2 and "rank 2" in err and err.count("\n") == 1
     code, _, err = _run(capsys, "eval", "pisa", "--gt", str(root), "--pred", str(tmp_path / "nowhere"))
     assert code == 2 and "nowhere" in err and err.count("\n") == 1
+
+
+def test_eval_pisa_config(tmp_path, capsys):
+    lines = []
+    for k, shift in enumerate((0, 2)):
+        _clip(tmp_path / "gt", f"{k:02d}", _square_masks())
+        _clip(tmp_path / "pd", f"{k:02d}", _square_masks(shift=shift)[:, 1])  # one object, saved squeezed
+        lines.append({"gt_mask": str(tmp_path / "gt" / f"{k:02d}" / "mask.npz"), "gt_fps": 16,
+                      "pd_mask": str(tmp_path / "pd" / f"{k:02d}" / "mask.npz"), "pd_fps": 16})
+    lines.append({**lines[0], "pd_mask": str(tmp_path / "pd" / "99" / "mask.npz")})  # their eval.py skips it
+    cfg = tmp_path / "sim.jsonl"
+    cfg.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out, results = tmp_path / "res" / "sim.json", tmp_path / "res" / "results.txt"
+    for _ in range(2):
+        code, stdout, err = _run(capsys, "eval", "pisa", "--config", str(cfg), "--out", str(out), "--results",
+                                 str(results), "--task-name", "sim_seen")
+    assert code == 0 and "2 videos" in stdout and "1 video(s) dropped" in stdout and "line 3" in err
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["config"] for r in rows] == lines[:2] and set(rows[0]) == {"l2", "chamfer_distance", "iou", "config"}
+    assert rows[1]["iou"] == pytest.approx(8 / 12)
+    text = results.read_text()
+    assert text.count("Task: sim_seen\n") == 2 and f"IoU: {(1 + 8 / 12) / 2}" in text  # appended, as theirs
+    code, _, err = _run(capsys, "eval", "pisa", "--config", str(cfg), "--gt", str(tmp_path / "gt"))
+    assert code == 2 and "not both" in err
+
+
+def test_segment_gt_from_points(tmp_path, capsys, tiny_sam2):
+    from PIL import Image
+
+    real = tmp_path / "real_256"
+    rng = np.random.default_rng(1)
+    for name in ("0000", "0001"):
+        d = real / name
+        d.mkdir(parents=True)
+        for i in range(4):  # the release's frames 00000.jpg ... beside movie.mp4 and clip_info.json
+            Image.fromarray(rng.integers(0, 256, (H, H, 3), dtype=np.uint8)).save(d / f"{i:05d}.jpg")
+        (d / "movie.mp4").write_bytes(encode_mp4(rng.integers(0, 256, (4, H, H, 3), dtype=np.uint8), 30))
+        (d / "clip_info.json").write_text(json.dumps({"prompt": "A cup falls.", "points": [
+            {"positive": [[4, 20]], "negative": [[28, 28]]}, {"positive": [[16, 6], [18, 9]], "negative": []}]}))
+    (real / "0001" / "clip_info.json").write_text(json.dumps({"prompt": "no points"}))
+    out = tmp_path / "gt_masks"
+    code, stdout, err = _run(capsys, "segment", str(real), "--points", "--out", str(out), "--model", tiny_sam2,
+                             "--device", "cpu")
+    assert code == 1 and "segmented 1 of 2 clip(s)" in stdout and "failed (0001)" in err and "points" in err
+    with np.load(out / "0000" / "mask.npz") as z:
+        mask = z["mask"]
+    assert mask.shape == (4, 2, H, H) and mask.dtype == bool
+    assert json.loads((out / "0000" / "clip_info.json").read_text())["points"][1]["positive"] == [[16, 6], [18, 9]]
+    # the same clip through the authors' mask config, then scored against itself through their metrics config
+    mcfg = tmp_path / "mask.jsonl"
+    mcfg.write_text(json.dumps({"video": str(real / "0000"), "annotation": str(real / "0000" / "clip_info.json"),
+                                "mask": str(tmp_path / "again" / "0000" / "mask.npz")}) + "\n")
+    code, stdout, _ = _run(capsys, "segment", "--config", str(mcfg), "--model", tiny_sam2, "--device", "cpu")
+    assert code == 0 and "segmented 1 of 1" in stdout
+    ecfg = tmp_path / "real.jsonl"
+    ecfg.write_text(json.dumps({"gt_mask": str(out / "0000" / "mask.npz"), "gt_fps": 30, "gt_annotation":
+                                str(real / "0000" / "clip_info.json"), "pd_mask": str(tmp_path / "again" / "0000" /
+                                                                                       "mask.npz"), "pd_fps": 30}))
+    code, stdout, _ = _run(capsys, "eval", "pisa", "--config", str(ecfg), "--out", str(tmp_path / "r.jsonl"))
+    row = json.loads((tmp_path / "r.jsonl").read_text())
+    assert code == 0 and row["iou"] == 1.0 and row["l2"] in (0.0, None)
 
 
 def _prompts(tmp_path):
@@ -132,6 +193,28 @@ def test_eval_dsr_pickles(tmp_path, capsys):
     res = json.loads((tmp_path / "d.json").read_text())
     assert [(v["video"], v["prompt_id"]) for v in res["videos"]] == [("1_LR_seed0.pkl", "1_LR"), ("2_RL/3.pkl", "2_RL")]
     assert res["videos"][0]["dsr"] >= 0.99 and res["videos"][1]["dsr"] <= 0.01
+
+
+def test_eval_dsr_authors_seeds(tmp_path, capsys):
+    """detection.py writes <prompt_id>_F81_seed<NN>.mp4.pkl for 10 seeds; calc_dsr_score.py scores 00-04."""
+    csv = _prompts(tmp_path)
+    det = tmp_path / "eval_30_det"
+    det.mkdir()
+    good = [[f.index, list(f.labels), np.asarray(f.boxes, dtype=np.int64)] for f in _crossing()]
+    for seed in range(10):
+        with open(det / f"1_LR_F81_seed{seed:02d}.mp4.pkl", "wb") as fh:
+            pickle.dump(good if seed < 5 else [], fh)  # seeds 05-09 were rejected by the frame rules
+    code, out, _ = _run(capsys, "eval", "dsr", "--tracks", str(det), "--prompts", str(csv), "--allow-pickle",
+                        "--seeds", "authors")
+    assert code == 0 and "scoring 5 of 10 videos (seeds 00, 01, 02, 03, 04)" in out and "(0 invalid)" in out
+    code, out, _ = _run(capsys, "eval", "dsr", "--tracks", str(det), "--prompts", str(csv), "--allow-pickle")
+    assert code == 0 and "over 10 videos (5 invalid)" in out
+    code, out, _ = _run(capsys, "eval", "dsr", "--tracks", str(det), "--prompts", str(csv), "--allow-pickle",
+                        "--seeds", "3-5,9")
+    assert "scoring 4 of 10" in out and "(2 invalid)" in out
+    code, _, err = _run(capsys, "eval", "dsr", "--tracks", str(det), "--prompts", str(csv), "--seeds", "x-y",
+                        "--allow-pickle")
+    assert code == 2 and "--seeds" in err
 
 
 def test_eval_omniscore(tmp_path, capsys):

@@ -47,8 +47,10 @@ def test_frame_kind():
     assert frame_kind(_swapped(), "cat", "box") == VALID
     assert frame_kind(_redundant(), "cat", "box") == REDUNDANT
     assert frame_kind(_other(), "cat", "box") == OTHER
-    assert frame_kind(FrameDetections(("cat", "cat"), (ANIMAL_BOX, ANIMAL_BOX)), "cat", "box") == OTHER
-    assert frame_kind(FrameDetections(("cat", "dog"), (ANIMAL_BOX, OBJ_BOX)), "cat", "box") == OTHER
+    # detection.py: two labels that are not sorted([animal, object]) count as redundant, fewer than two as a miss
+    assert frame_kind(FrameDetections(("cat", "cat"), (ANIMAL_BOX, ANIMAL_BOX)), "cat", "box") == REDUNDANT
+    assert frame_kind(FrameDetections(("cat", "dog"), (ANIMAL_BOX, OBJ_BOX)), "cat", "box") == REDUNDANT
+    assert frame_kind(FrameDetections((), ()), "cat", "box") == OTHER
     assert detection_text("Cat", "fire  hydrant") == "cat. fire hydrant."
 
 
@@ -66,6 +68,9 @@ def test_plan_track_rules():
     assert plan.accepted and plan.seed_frame == 3 and plan.valid == 20 and plan.redundant == 16
     assert plan.seed_boxes == (ANIMAL_BOX, OBJ_BOX)  # (animal, object) whatever the label order
     plan = plan_track(dets + [_redundant()], "cat", "box")
+    assert not plan.accepted and "17 redundant" in plan.reason
+    two_cats = FrameDetections(("cat", "cat"), (ANIMAL_BOX, ANIMAL_BOX))
+    plan = plan_track(dets + [two_cats], "cat", "box")  # a 17th redundant frame made of two mismatched labels
     assert not plan.accepted and "17 redundant" in plan.reason
     plan = plan_track([_valid()] * 19 + [_other()] * 10, "cat", "box")
     assert not plan.accepted and "19 valid" in plan.reason

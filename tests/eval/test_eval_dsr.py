@@ -15,6 +15,7 @@ from vidalign.eval.dsr_score import (
     Track,
     TrackFrame,
     acc_at,
+    degenerate,
     dsr_from_relations,
     dsr_score,
     kept_frames,
@@ -95,6 +96,29 @@ def test_invalid_below_20_and_filter():
     assert dsr_score(swapped, "cat", "box", "L", "R") == dsr_score(frames, "cat", "box", "L", "R")
 
 
+def test_degenerate_boxes_follow_calc_dsr_score():
+    # calc_dsr_score.py skips a frame when either width is 0 or the mean width/height is 0, nothing else
+    flat = (60.0, 120.0, 100.0, 120.0)  # zero height, centre (80, 120): 40 px left of the object's centre
+    assert not degenerate(flat, OBJ_BOX)
+    assert degenerate((10.0, 10.0, 10.0, 30.0), OBJ_BOX) and degenerate(OBJ_BOX, (5.0, 0.0, 5.0, 9.0))
+    assert degenerate(flat, (0.0, 7.0, 30.0, 7.0))  # both heights 0: mean height 0
+    frames = _crossing(20) + [_frame(50, flat)]
+    kept = kept_frames(frames, "cat", "box")
+    assert kept[-1][0] == 50 and len(kept) == 21
+    # w̄ = 40, h̄ = (0 + 40)/2 = 20, v = (−40, 0): r_L = 1, and the last frame counts in the video formula
+    assert relation_scores(flat, OBJ_BOX)["L"] == pytest.approx(1.0)
+    ri = [relation_scores(a, o)["L"] for _, a, o in kept]
+    rf = [relation_scores(a, o)["R"] for _, a, o in kept]
+    assert dsr_score(frames, "cat", "box", "L", "R") == pytest.approx(dsr_from_relations(ri, rf))
+    assert ri[-1] == pytest.approx(1.0)
+
+
+def test_acc_thresholds_are_np_arange():
+    # calc_correctness.py: np.arange(0, 1, 0.1) → 0.30000000000000004, so 0.3 fails "0.3" and passes "0.2"
+    acc = acc_at([0.3, 0.6, 0.7])
+    assert (acc["0.2"], acc["0.3"], acc["0.6"], acc["0.7"]) == (1.0, pytest.approx(2 / 3), pytest.approx(1 / 3), 0.0)
+
+
 def test_acc_at_tau():
     acc = acc_at([None, 0.05, 0.5, 0.75, 0.95])
     assert list(acc) == [f"0.{i}" for i in range(10)]
@@ -164,6 +188,56 @@ def test_pickle_converter(tmp_path):
     evil.write_bytes(pickle.dumps([(0, ["cat"], _Evil())]))
     with pytest.raises(InputError, match="refusing"):
         track_from_pickle(evil, "v", "p1", allow_pickle=True)
+
+
+def _authors_det_data(with_masks: bool):
+    """det_data as detection.py builds it: [frame_idx, obj_names, sv.mask_to_xyxy(masks) (int), masks] for B/F
+    prompt types, without the masks otherwise; frames deduplicated by index."""
+    out = []
+    for i in range(3):
+        masks = np.zeros((2, 12, 16), dtype=bool)
+        masks[0, 2:6, 1 + i:5 + i] = True
+        masks[1, 4:10, 9:15] = True
+        xyxy = np.array([[1 + i, 2, 4 + i, 5], [9, 4, 14, 9]])  # supervision's inclusive extents, int64
+        out.append([i, ["cat", "box"], xyxy, masks] if with_masks else [i, ["cat", "box"], xyxy])
+    return list({x[0]: x for x in out}.values())
+
+
+@pytest.mark.parametrize("protocol", [pickle.DEFAULT_PROTOCOL, 5])
+@pytest.mark.parametrize("with_masks", [False, True])
+def test_authors_pickles_with_masks_and_protocol_5(tmp_path, protocol, with_masks):
+    path = tmp_path / "1043_TL_F81_seed00.mp4.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(_authors_det_data(with_masks), f, protocol=protocol)
+    track = track_from_pickle(path, path.name, "1043_TL", allow_pickle=True)
+    assert [f.index for f in track.frames] == [0, 1, 2]
+    assert track.frames[2].boxes == ((3.0, 2.0, 6.0, 5.0), (9.0, 4.0, 14.0, 9.0))
+
+
+def test_restricted_unpickler_still_refuses(tmp_path):
+    import os
+
+    class _System:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    for proto in (2, 5):
+        evil = tmp_path / f"evil{proto}.pkl"
+        evil.write_bytes(pickle.dumps([[0, ["cat", "box"], np.zeros((2, 4)), _System()]], protocol=proto))
+        with pytest.raises(InputError, match="refusing"):
+            track_from_pickle(evil, "v", "p1", allow_pickle=True)
+    # arrays may not hold object pointers: an object dtype smuggled into a protocol-5 _frombuffer (raw bytes read
+    # as pointers), a pickled object array, and a dtype whose state sets the object flag are all refused
+    good = pickle.dumps(np.zeros(1, dtype=np.int64), protocol=5)
+    assert b"\x8c\x02i8" in good
+    for k, data in enumerate([good.replace(b"\x8c\x02i8", b"\x8c\x02O8"),
+                              pickle.dumps(np.array([1, "a"], dtype=object), protocol=5),
+                              pickle.dumps(np.array([1, "a"], dtype=object), protocol=2)]):
+        bad = tmp_path / f"object{k}.pkl"
+        bad.write_bytes(data)
+        with pytest.raises(InputError, match="refusing"):
+            track_from_pickle(bad, "v", "p1", allow_pickle=True)
+    assert np.dtype("i8").flags == 0  # numpy's shared dtypes were never touched
 
 
 def test_prompts_csv_roundtrip_and_errors(tmp_path):

@@ -73,3 +73,55 @@ def test_errors(tmp_path):
     (tmp_path / "n" / "aesthetic_quality_eval_results.json").write_text('{"x": 1}')
     with pytest.raises(InputError, match="expected"):
         read_vbench(tmp_path / "n")
+
+
+# ------------------------------------------------------------------ the VideoDPO VBench fork
+def _fork_files(folder, per_video, sc_key="subject_consistency"):
+    """Files as the fork writes them: ``{dim}__eval_results.json`` holding a flat ``{dim: [{video_path,
+    video_results}]}``, videos ``<root>/<candidate 01..N>/<prompt index>.mp4``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for dim in DIMENSIONS:
+        items = [{"video_path": f"/data/vc2_vidpro/{v}", "video_results": raw[dim]} for v, raw in per_video.items()]
+        (folder / f"{dim}__eval_results.json").write_text(json.dumps({dim: items}))
+    return folder
+
+
+def _raw(sc):
+    return {"subject_consistency": sc, "temporal_flickering": 0.6293, "motion_smoothness": 0.706,
+            "dynamic_degree": False, "aesthetic_quality": 0.0, "imaging_quality": 0.0, "overall_consistency": 0.0}
+
+
+def test_fork_flat_lists_keyed_by_candidate_and_file(tmp_path):
+    # the fork sums cos-similarity over the 15 frame pairs: 15 × 0.9 = 13.5 → ÷16 = 0.84375
+    vids = {"01/000000.mp4": _raw(13.5), "02/000000.mp4": _raw(15 * 0.5), "01/000001.mp4": _raw(15.0)}
+    out = score_folder(_fork_files(tmp_path / "vb", vids))
+    assert [v["video"] for v in out["videos"]] == list(vids)
+    assert out["subject_consistency"] == {"mode": "sum", "decided": "detected", "num_frames": 16}
+    q = out["videos"][0]["quality"]
+    assert q == pytest.approx((13.5 / 16 - 0.1462) / 0.8538 / 5.5)
+
+
+def test_subject_consistency_mean_is_never_divided_by_16(tmp_path):
+    # upstream VBench writes the mean 0.9 for the same video: brought to the authors' scale as 0.9 × 15/16
+    up = tmp_path / "up"
+    up.mkdir()
+    for dim in DIMENSIONS:
+        value = _raw(0.9)[dim]
+        (up / f"{dim}_eval_results.json").write_text(
+            json.dumps({dim: [value, [{"video_path": "/v/01/000000.mp4", "video_results": value}]]}))
+    mean = score_folder(up)
+    fork = score_folder(_fork_files(tmp_path / "fork", {"01/000000.mp4": _raw(13.5)}))
+    assert mean["subject_consistency"]["mode"] == "mean"
+    assert mean["videos"][0]["quality"] == pytest.approx(fork["videos"][0]["quality"])
+    stated = score_folder(up, OmniScoreConfig(subject_consistency="sum"))  # stated by the user: taken as said
+    assert stated["subject_consistency"]["decided"] == "stated"
+    assert stated["videos"][0]["quality"] == pytest.approx((0.9 / 16 - 0.1462) / 0.8538 / 5.5)
+    mixed = _fork_files(tmp_path / "mixed", {"01/000000.mp4": _raw(13.5), "02/000000.mp4": _raw(0.9)})
+    with pytest.raises(InputError, match="subject-consistency sum or mean"):
+        score_folder(mixed)
+    assert score_folder(mixed, OmniScoreConfig(subject_consistency="sum"))["videos"][1]["quality"] < 0
+    (mixed / "aesthetic_quality_eval_results.json").write_text("{}")
+    with pytest.raises(InputError, match="holds both"):
+        score_folder(mixed)
+    with pytest.raises(ConfigError, match="subject_consistency"):
+        OmniScoreConfig(subject_consistency="median")

@@ -108,6 +108,19 @@ def test_latent_shards_keep_pairs_and_match_direct_encode(pairs, encoded, tiny_p
         assert s["prompt_embeds.npy"].dtype == np.float16 and s["prompt_mask.npy"].dtype == bool
         assert np.array_equal(s["prompt_mask.npy"], mask[0].numpy())
         np.testing.assert_allclose(s["prompt_embeds.npy"].astype(np.float32), embeds[0].numpy(), atol=2e-3)
+    # the encoded empty caption, stored once beside the manifest: the same function, tokenizer and length
+    from vidalign.text_embeds import EMPTY_PROMPT_EMBEDS, empty_caption_embeds, find_empty_prompt_embeds
+
+    empty, empty_mask = lat.encode_prompts(enc, tok, [""], 16)
+    stored = np.load(encoded / EMPTY_PROMPT_EMBEDS, allow_pickle=False)
+    assert stored.dtype == np.float16 and stored.shape == s["prompt_embeds.npy"].shape
+    np.testing.assert_allclose(stored.astype(np.float32), empty[0].numpy(), atol=2e-3)
+    assert empty_mask[0].sum() == 1 and np.abs(stored[1:]).max() == 0  # the end token only, zero past it
+    shard = sorted((encoded / "data" / "pairs").glob("*.tar"))[0]
+    assert find_empty_prompt_embeds(shard) == find_empty_prompt_embeds(encoded) == encoded / EMPTY_PROMPT_EMBEDS
+    assert find_empty_prompt_embeds(str(encoded / "data" / "pairs" / "train-*.tar")) == encoded / EMPTY_PROMPT_EMBEDS
+    np.testing.assert_array_equal(empty_caption_embeds(None, str(encoded), 0.2), stored.astype(np.float32))
+    assert empty_caption_embeds("zeros", str(encoded), 0.2) is None
     ds = load(encoded, "pairs", "train")  # datasets' WebDataset loader, through the card
     row = ds[0]
     assert row["chosen_latents.npy"].dtype == np.float16 and row["chosen_latents.npy"].shape == (4, 3, 8, 8)

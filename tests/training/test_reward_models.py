@@ -109,14 +109,18 @@ def _masks(t=4, size=32):
 
 # ----------------------------------------------------------------------------------------------- pure parts
 def test_soft_iou_and_minmax_by_hand():
+    # oro_seg.py's get_iou: inter / (Σp + Σg − inter + eps), eps = 1e-6
     gt = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
-    assert float(soft_iou(gt, gt.bool())) == pytest.approx(1.0)  # perfect masks: loss 1 − IoU = 0
-    assert float(soft_iou(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), gt)) == pytest.approx(0.5, abs=1e-5)
-    assert float(soft_iou(torch.tensor([[0.5, 0.5], [0.5, 0.0]]), gt)) == pytest.approx(1.0 / 2.5, abs=1e-5)
-    assert float(soft_iou(torch.zeros(2, 2), torch.zeros(2, 2))) == pytest.approx(1.0)  # both empty
-    assert float(soft_iou(torch.zeros(2, 2), gt)) == pytest.approx(0.0, abs=1e-5)
+    assert float(soft_iou(gt, gt.bool())) == pytest.approx(2 / (2 + 1e-6))  # perfect masks: loss 1 − IoU ≈ 0
+    assert float(soft_iou(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), gt)) == pytest.approx(1 / (2 + 1e-6))
+    assert float(soft_iou(torch.tensor([[0.5, 0.5], [0.5, 0.0]]), gt)) == pytest.approx(1.0 / (2.5 + 1e-6))
+    assert float(soft_iou(torch.zeros(2, 2), torch.zeros(2, 2))) == 0.0  # both empty: 0 / eps = 0, as theirs
+    assert float(soft_iou(torch.zeros(2, 2), gt)) == 0.0
+    # oro_depth.py: per-frame (d − min) / (max − min) · 255
     d = torch.tensor([[0.0, 2.0], [4.0, 8.0]])
-    assert torch.allclose(minmax_normalize(d), torch.tensor([[0.0, 0.25], [0.5, 1.0]]), atol=1e-5)
+    assert torch.allclose(minmax_normalize(d, 255.0), torch.tensor([[0.0, 63.75], [127.5, 255.0]]))
+    assert torch.allclose(minmax_normalize(d), torch.tensor([[0.0, 0.25], [0.5, 1.0]]))
+    assert torch.equal(minmax_normalize(torch.full((2, 2), 3.0), 255.0), torch.zeros(2, 2))  # theirs: 0/0
 
 
 def test_registry_errors_are_one_line():
@@ -188,6 +192,74 @@ def test_raft_needs_torchvision():
         pytest.skip("torchvision is installed; RAFT would download weights")
 
 
+def _raft_keys():
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parent / "data" / "raft_large_keys.json").read_text())
+
+
+def test_raft_things_weights_map_onto_torchvision_raft_large(tmp_path):
+    """PISA's models/raft-things.pth is princeton-vl RAFT saved from nn.DataParallel: every name and shape must land
+    on torchvision's raft_large (listed from both codes; checked to give the same flow to 1e-5 with 20 iterations)."""
+    from vidalign.training.flow import is_princeton_raft, princeton_to_torchvision
+
+    keys = _raft_keys()
+    g = torch.Generator().manual_seed(0)
+    sd = {k: torch.randn(shape, generator=g) if shape else torch.tensor(3) for k, shape in keys["princeton"].items()}
+    for k in sd:  # a block's norm3 *is* its downsample.1: the saved state dict holds one tensor under both names
+        if ".norm3." in k:
+            sd[k] = sd[k.replace(".norm3.", ".downsample.1.")]
+    torch.save(sd, tmp_path / "raft-things.pth")  # as train.py saves it
+    loaded = load_state_dict(str(tmp_path / "raft-things.pth"))  # weights_only: never unpickled
+    assert is_princeton_raft(loaded) and not is_princeton_raft(keys["torchvision"])
+    mapped = princeton_to_torchvision(loaded)
+    assert {k: list(v.shape) for k, v in mapped.items()} == keys["torchvision"]
+    assert torch.equal(mapped["update_block.recurrent_block.convgru2.convq.weight"],
+                       sd["module.update_block.gru.convq2.weight"])
+    assert torch.equal(mapped["context_encoder.layer2.0.downsample.1.running_var"],
+                       sd["module.cnet.layer2.0.norm3.running_var"])  # norm3 is downsample.1: the same tensor
+    try:
+        from torchvision.models.optical_flow import raft_large
+    except ImportError:
+        return
+    raft_large(weights=None).load_state_dict(mapped)  # strict
+
+
+def test_flow_options_follow_oro_flow():
+    from vidalign.training.rewards import FlowOptions
+
+    assert FlowOptions().iterations == 20  # oro_flow.py: model(image1, image2, iters=20, test_mode=True)
+    with pytest.raises(ConfigError, match="iterations"):
+        RewardSpec.parse({"name": "flow", "iterations": 0})
+    with pytest.raises(ConfigError, match="no raft.py"):
+        build_flow_model("raft_large", weights="w.pth", code="/nonexistent")
+    with pytest.raises(ConfigError, match="takes no weights or code"):
+        build_flow_model("horn_schunck", code="RAFT/core")
+
+
+def test_princeton_raft_code_by_path(tmp_path):
+    """With PISA's RAFT/core (VIDALIGN_RAFT_CODE), their network runs on [0, 255] frames with 20 iterations."""
+    import argparse
+    import os
+
+    code = os.environ.get("VIDALIGN_RAFT_CODE")
+    if not code:
+        pytest.skip("set VIDALIGN_RAFT_CODE to princeton-vl RAFT's core/ folder to run their network")
+    from vidalign.training.flow import _load_princeton_code
+
+    torch.manual_seed(0)
+    net = _load_princeton_code(code)(argparse.Namespace(small=False, mixed_precision=False, alternate_corr=False))
+    torch.save({"module." + k: v for k, v in net.state_dict().items()}, tmp_path / "raft-things.pth")
+    flow = build_flow_model("raft_large", weights=str(tmp_path / "raft-things.pth"), code=code, iterations=3)
+    a = _frames(t=1, size=128)[:, 0]
+    b = _frames(t=1, seed=1, size=128)[:, 0]
+    with torch.no_grad():
+        _, want = net.eval()((a + 1) * 127.5, (b + 1) * 127.5, iters=3, test_mode=True)
+        got = flow(a, b)
+    assert torch.allclose(got, want)
+
+
 # ----------------------------------------------------------------------------------------------- PISA rewards
 def test_segmentation_reward_seeded_sam2(models):
     reward = RewardSpec.parse({"name": "segmentation", "model": models["sam2"]}).build()
@@ -203,8 +275,17 @@ def test_segmentation_reward_seeded_sam2(models):
     out.loss.sum().backward()
     assert torch.isfinite(frames.grad).all() and frames.grad[:, 1:].abs().sum() > 0  # tracked frames get gradient
     assert all(p.grad is None for p in reward.parameters())
-    last = RewardSpec.parse({"name": "segmentation", "model": models["sam2"], "objects": "last",
-                             "include_seed_frame": True}).build()
+    # oro_seg.py's compute_segloss: mean over frames (frame 0 included) and objects of 1 − get_iou
+    with torch.no_grad():
+        pd_segments = torch.sigmoid(reward.track(frames[0].detach(), masks[0]))
+        inter = (pd_segments * masks.float()).sum(dim=(2, 3))
+        union = pd_segments.sum(dim=(2, 3)) + masks.float().sum(dim=(2, 3)) - inter + 1e-6
+        theirs = torch.mean(1 - inter / union)
+    assert out.loss.item() == pytest.approx(theirs.item(), rel=1e-5)
+    later = RewardSpec.parse({"name": "segmentation", "model": models["sam2"], "include_seed_frame": False}).build()
+    assert later(frames.detach(), RewardInputs(["x"], [0, 1, 2, 3], gt_masks=[masks])).loss.item() == \
+        pytest.approx(torch.mean(1 - (inter / union)[1:]).item(), rel=1e-5)
+    last = RewardSpec.parse({"name": "segmentation", "model": models["sam2"], "objects": "last"}).build()
     seeded = last(frames.detach(), RewardInputs(["x"], [0, 1, 2, 3], gt_masks=[masks]))
     assert 0.0 <= seeded.loss.item() <= 1.0
     with pytest.raises(VidalignError, match="ground-truth gt_masks"):
@@ -220,8 +301,29 @@ def test_depth_reward_identical_is_zero_and_gradient_is_finite(models):
     assert diff.loss.item() > 0
     diff.loss.sum().backward()
     assert torch.isfinite(frames.grad).all() and frames.grad.abs().sum() > 0
-    pred = reward.depth(frames.detach()[0])  # per-frame min-max normalised
-    assert pred.shape == (2, 28, 28) and torch.allclose(pred.amin((-2, -1)), torch.zeros(2), atol=1e-6)
+    pred = reward.depth(frames.detach()[0])  # at the frames' size, per frame min-max normalised to [0, 255]
+    assert pred.shape == (2, 32, 32) and torch.allclose(pred.amin((-2, -1)), torch.zeros(2), atol=1e-4)
+    assert torch.allclose(pred.amax((-2, -1)), torch.full((2,), 255.0), atol=1e-3)
+    # oro_depth.py's compute_depth / compute_depth_loss, transcribed (input_size 28 for the tiny model, not 518)
+    from transformers import AutoModelForDepthEstimation
+
+    model = AutoModelForDepthEstimation.from_pretrained(models["depth"]).eval()
+
+    def compute_depth(video):  # [b, f, c, h, w] in [0, 255]
+        b, f, _, h, w = video.shape
+        x = video.flatten(0, 1).float() / 255
+        x = F.interpolate(x, size=(28, 28), mode="bicubic", align_corners=False)
+        x = normalize(x, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        depth = model(pixel_values=x).predicted_depth
+        depth = F.interpolate(depth[:, None], (h, w), mode="bilinear", align_corners=False).squeeze(1)
+        mx, mn = depth.amax(dim=(1, 2), keepdim=True), depth.amin(dim=(1, 2), keepdim=True)
+        return ((depth - mn) / (mx - mn) * 255.0).reshape(b, f, h, w)
+
+    other = _frames(t=2, seed=5)
+    with torch.no_grad():
+        theirs = F.mse_loss(compute_depth((frames.detach() + 1) * 127.5), compute_depth((other + 1) * 127.5))
+        ours = reward(frames.detach(), RewardInputs(["x"], [0, 1], gt_frames=other)).loss
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-4)
     sim = RewardSpec.parse({"name": "depth", "model": models["depth"], "input_size": 28,
                             "target": "simulation"}).build()
     out = sim(frames.detach(), RewardInputs(["x"], [0, 1], gt_depth=torch.rand(1, 2, 32, 32) + 1))

@@ -312,6 +312,12 @@ def test_cli_vader_lora_saves_loadable_weights(tmp_path, wan_dir, prompt_file):
 def test_shipped_configs_validate(capsys):
     assert _cli(["train", "reward", "--config", "training/configs/vader_aesthetic.yaml", "--check"]) == 0
     assert "LoRA r16" in capsys.readouterr().out
+    vader = load_reward_config("training/configs/vader_aesthetic.yaml")
+    # VADER's released LoRA: to_q/k/v, r 16, α 8 (peft's default), dropout 0.01
+    assert (vader.lora_target_modules, vader.lora_rank, vader.lora_alpha, vader.lora_dropout) == \
+        (["to_q", "to_k", "to_v"], 16, 8.0, 0.01)
+    oro = load_reward_config("training/configs/pisa_oro.yaml")
+    assert oro.learning_rate == 1e-6 and oro.rewards[0]["include_seed_frame"] is True  # oro_seg.py
     cfg = load_reward_config("training/configs/pisa_oro.yaml", ["rewards=[{name: depth}]"])
     assert cfg.backprop_mode == "all" and cfg.decode_frames == "all" and not cfg.use_lora
     assert cfg.first_frame_conditioning and cfg.needs_ground_truth() == ["depth"]
@@ -335,6 +341,14 @@ def test_bad_configs_fail_in_one_line(tmp_path, prompt_file, change, needle):
         _cfg(tmp_path, prompt_file, **change)
     msg = str(err.value)
     assert needle in msg and "\n" not in msg
+
+
+def test_lora_dropout_reaches_the_adapter(tmp_path, prompt_file):
+    tr = _trainer(_cfg(tmp_path, prompt_file, lora_dropout=0.01, lora_target_modules=["to_q", "to_k", "to_v"],
+                       lora_alpha=8.0))
+    model = getattr(tr, "model", None) or tr.transformer  # a transformers.Trainer keeps it as .model
+    drops = {float(m.p) for n, m in model.named_modules() if "lora_dropout" in n and hasattr(m, "p")}
+    assert drops == {0.01}
 
 
 def test_lora_targets_that_match_nothing_fail_in_one_line(tmp_path, prompt_file):

@@ -76,9 +76,12 @@ def test_example_configs_load(name, kind, tmp_path):
     cfg = load_config(kind, path, [f"output_dir={tmp_path}"])
     if name == "spatialalign_dpo":
         assert (cfg.beta, cfg.reg_weight, cfg.lora_rank, cfg.data_format) == (1.0, 0.5, 16, "groups")
+        assert cfg.error_reduction == "sample"  # SpatialAlign's train.py: .mean(dim=[1, 2, 3, 4])
     elif name == "videodpo_dpo":
         assert (cfg.beta, cfg.logit_scale, cfg.logit_clip, cfg.caption_dropout) == (5000.0, 0.5, None, 0.2)
         assert not cfg.shared_timestep and not cfg.use_lora and cfg.pair_weight_key == "weight"
+        # the released code's per-column errors, and the encoded "" of the data for dropped captions
+        assert cfg.error_reduction == "column" and cfg.empty_prompt_embeds is None
     else:
         assert cfg.first_frame_conditioning and cfg.timestep_sampler == "logit_normal"
 

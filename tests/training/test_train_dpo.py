@@ -169,7 +169,8 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     # 3 steps × 3 micro-batches = 9 batches from 2 DataLoader workers: the resumed loader must start with the
     # worker that was due (rotation), and per-worker passes of 5 samples split batches of 2 across passes
     kw = dict(max_steps=5, save_steps=1, gradient_accumulation_steps=3, dataloader_num_workers=2,
-              learning_rate=1e-2, lr_scheduler_type="cosine", caption_dropout=0.3, shared_timestep=False)
+              learning_rate=1e-2, lr_scheduler_type="cosine", caption_dropout=0.3, shared_timestep=False,
+              empty_prompt_embeds="zeros")
     full_seen, part_seen, rest_seen = [], [], []
     full = DiffusionDPOTrainer(tiny_wan(), dpo_cfg(tmp_path / "a", **kw), train_dataset=pair_samples(10))
     _keys_recorder(full, full_seen)
@@ -224,3 +225,40 @@ def test_sft_first_frame_conditioning_and_ema(tmp_path):
     k = "proj_out.weight"
     # the EMA sits strictly between the start and the live weights (decay 0.5 over 3 steps)
     assert not torch.equal(ema[k], live[k]) and not torch.equal(ema[k], start[k])
+
+
+def test_caption_dropout_uses_the_datasets_encoded_empty_prompt(tmp_path):
+    """VideoDPO drops a caption to "" before the text encoder: the trainer reads the encoded "" that `vidalign
+    encode` stored with the data, and refuses to fall back to zeros silently."""
+    from vidalign.shards import ShardWriter
+    from vidalign.text_embeds import write_empty_prompt_embeds
+
+    data = tmp_path / "latents"
+    with ShardWriter(data, "data/pairs/train-00000-of-00001.tar") as w:
+        for s in pair_samples(4):
+            w.write(s["__key__"], {k: v for k, v in s.items() if k != "__key__"})
+    kw = dict(caption_dropout=0.99, train_data=str(data))
+    with pytest.raises(ConfigError, match="empty_prompt_embeds.npy"):
+        DiffusionDPOTrainer(tiny_wan(), dpo_cfg(tmp_path, **kw))
+    empty = np.zeros((L_TXT - 2, D_TXT), np.float32)
+    empty[0] = np.arange(D_TXT) / D_TXT  # the end token's hidden state, zeros after it (as Wan pads)
+    write_empty_prompt_embeds(data, empty)
+    tr = DiffusionDPOTrainer(tiny_wan(), dpo_cfg(tmp_path, **kw))
+    embeds = torch.ones(3, L_TXT, D_TXT)
+    gen = torch.Generator().manual_seed(0)
+    out = tr.drop_captions(embeds, gen)
+    dropped = [i for i in range(3) if not torch.equal(out[i], embeds[i])]
+    assert dropped  # with p = 0.99
+    for i in dropped:
+        assert torch.allclose(out[i, 0], torch.from_numpy(empty[0]).half().float()) and out[i, 1:].abs().max() == 0
+    zeros = DiffusionDPOTrainer(tiny_wan(), dpo_cfg(tmp_path, empty_prompt_embeds="zeros", **kw))
+    assert zeros.drop_captions(embeds, torch.Generator().manual_seed(0))[dropped[0]].abs().max() == 0
+
+
+def test_per_column_errors_run_in_the_trainer(tmp_path):
+    args = dpo_cfg(tmp_path, beta=5000.0, logit_scale=0.5, logit_clip=None, error_reduction="column", max_steps=1)
+    tr = DiffusionDPOTrainer(tiny_wan(), args, train_dataset=pair_samples(4))
+    loss, out = tr.compute_loss(tr.model, _batch(tr), return_outputs=True)
+    assert out["dpo"].losses.shape == (2,) and loss.item() == pytest.approx(math.log(2), abs=1e-4)
+    with pytest.raises(ConfigError, match="error_reduction"):
+        dpo_cfg(tmp_path, error_reduction="row")

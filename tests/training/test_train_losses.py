@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vidalign.training import losses as L
 
@@ -134,3 +135,41 @@ def test_videodpo_pair_weights():
     assert np.allclose(L.videodpo_pair_weights(sw, sl, mode="code"), [0.72 / 0.15, 0.72 / 0.26])
     w2 = L.videodpo_pair_weights(sw, sl, all_scores=[0.5, 0.5, 0.52, 0.3, 0.3, 0.3], beta=1.0, alpha=2.0)
     assert w2[0] == pytest.approx((1.0 / math.sqrt((2 / 6) * (3 / 6))) ** 2)
+
+
+def test_videodpo_released_loss_is_per_latent_column():
+    """ddpm3d.py: errors .mean(dim=[1, 2, 3]) of [2B, C, T, H, W] → one per column (W); logsigmoid per column."""
+    # hand: β = 2, ½-scaled. Column errors w = [1, 3], l = [2, 2], ref = [2, 2] for both:
+    # s_w = [1, −1], s_l = [0, 0] → z = ½·2·(s_w − s_l) = [1, −1] → mean(log(1+e^−1), log(1+e)) = 0.81326…
+    ew, el = torch.tensor([[1.0, 3.0]]), torch.tensor([[2.0, 2.0]])
+    ref = torch.tensor([[2.0, 2.0]])
+    col = L.diffusion_dpo_loss(ew, el, ref, ref, beta=2.0, logit_scale=0.5)
+    want = (math.log1p(math.exp(-1)) + math.log1p(math.exp(1))) / 2
+    assert col.loss.item() == pytest.approx(want) and col.losses.shape == (1,)
+    # the paper's per-sample form on the same errors: e_w = 2 = e_ref → log 2
+    per_sample = L.diffusion_dpo_loss(ew.mean(1), el.mean(1), ref.mean(1), ref.mean(1), beta=2.0, logit_scale=0.5)
+    assert per_sample.loss.item() == pytest.approx(math.log(2))
+
+    # against their lines, transcribed: random 5-D latents, per-pair weights (their dupfactor)
+    g = torch.Generator().manual_seed(0)
+    b, shape = 2, (3, 4, 5, 6)
+    target = torch.randn(2 * b, *shape, generator=g)
+    pred, ref_pred = target + 0.3 * torch.randn(2 * b, *shape, generator=g), target + 0.3 * torch.randn(
+        2 * b, *shape, generator=g)
+    factor = torch.tensor([1.0, 0.5])
+    model_losses = (pred - target).pow(2).mean(dim=[1, 2, 3])
+    model_losses_w, model_losses_l = model_losses.chunk(2)
+    ref_losses = (ref_pred - target).pow(2).mean(dim=[1, 2, 3])
+    ref_losses_w, ref_losses_l = ref_losses.chunk(2)
+    inside_term = -0.5 * 5000.0 * ((model_losses_w - model_losses_l) - (ref_losses_w - ref_losses_l))
+    theirs = (-1 * factor[:, None] * F.logsigmoid(inside_term)).mean()
+    err = L.denoising_errors(pred, target, reduction="column")
+    ref_err = L.denoising_errors(ref_pred, target, reduction="column")
+    assert err.shape == (2 * b, 6)
+    ours = L.diffusion_dpo_loss(err[:b], err[b:], ref_err[:b], ref_err[b:], 5000.0, logit_scale=0.5, weights=factor)
+    assert ours.loss.item() == pytest.approx(theirs.item(), rel=1e-6)
+    # a mask that drops latent frame 0 weights the column mean the same way as the per-sample one
+    mask = torch.ones(1, 1, 4, 1, 1)
+    mask[:, :, 0] = 0
+    np.testing.assert_allclose(L.per_column_mse(pred, target, mask).numpy(),
+                               ((pred - target)[:, :, 1:] ** 2).mean(dim=[1, 2, 3]).numpy(), rtol=1e-6)
