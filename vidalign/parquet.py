@@ -1,0 +1,315 @@
+"""Parquet shards: tabular configs as flat, typed columns (see :mod:`vidalign.format` for the layout).
+
+A sample (``{"json": {...}, "chosen.npy": array, "chosen.mp4": bytes}``, as builders write it for any container)
+becomes one row: ``__key__``, one column per top-level json field, and one column per other member, named like
+the member. Arrays are nested lists (the storage of ``datasets``' ``ArrayND``, declared in the card, so they load
+with dtype and shape); media are ``{"bytes", "path"}`` structs (``datasets.Video``/``Image``); strings, numbers,
+lists and dicts keep their Arrow types. :func:`iter_parquet_samples` turns rows back into samples, so every
+reader sees the same sample from a tar or a Parquet shard.
+
+:class:`ParquetShardWriter` has :class:`~vidalign.shards.ShardWriter`'s contract: ``<shard>.parquet.tmp``,
+renamed on close, sha256 and size in the returned :class:`~vidalign.shards.ShardRecord`, the same bytes for the
+same rows (zstd, no timestamps).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidalign import features as feats
+from vidalign.errors import VidalignError
+from vidalign.format import (
+    BYTES_EXTENSIONS,
+    KEY_COLUMN,
+    MEMBER_RE,
+    TMP_SUFFIX,
+    check_safe_member,
+    member_extension,
+)
+
+ROW_GROUP_BYTES = 64 << 20  # a row group is cut at this size (estimated) ...
+ROW_GROUP_ROWS = 10_000  # ... or this many rows: the Hub viewer reads one row group per page
+COMPRESSION = "zstd"
+_MEMBER_EXTENSIONS = ("npy", "txt", "json") + BYTES_EXTENSIONS
+
+
+def _pa():
+    import pyarrow as pa
+
+    return pa
+
+
+def arrays_to_arrow(arrays: list[np.ndarray]):
+    """Equal-rank arrays → one nested ``list<...<list<dtype>>>`` Arrow array (one list level per dim), built
+    from the flat values and offsets: no per-element Python work."""
+    pa = _pa()
+    flat = np.concatenate([np.ascontiguousarray(a).reshape(-1) for a in arrays]) if arrays else np.zeros(0)
+    out = pa.array(flat)
+    ndim = arrays[0].ndim if arrays else 1
+    for j in reversed(range(ndim)):
+        lengths = np.concatenate([np.full(int(np.prod(a.shape[:j], dtype=np.int64)), a.shape[j], np.int64)
+                                  for a in arrays])
+        offsets = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        if offsets[-1] >= 2 ** 31:
+            raise VidalignError("an array column exceeds 2^31 values in one row group; write fewer samples per "
+                                "shard (--samples-per-shard)")
+        out = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), out)
+    return out
+
+
+def arrow_to_array(column, row: int, dtype: str | None = None) -> np.ndarray:
+    """Row ``row`` of a nested-list column → the ndarray it stores (rectangular by construction): one slice, one
+    flatten per level, one ``to_numpy``."""
+    pa = _pa()
+    cur = column.slice(row, 1)
+    shape = []
+    while pa.types.is_list(cur.type) or pa.types.is_large_list(cur.type) or pa.types.is_fixed_size_list(cur.type):
+        lengths = np.asarray(cur.value_lengths().fill_null(0))
+        if len(lengths) and (lengths != lengths[0]).any():
+            raise VidalignError("a stored array is ragged (its rows differ in length); the shard is corrupt")
+        shape.append(int(lengths[0]) if len(lengths) else 0)
+        cur = cur.flatten()
+    arr = cur.to_numpy(zero_copy_only=False)
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        arr = arr.astype(dtype)
+    return arr.reshape(shape)
+
+
+class ParquetShardWriter:
+    """Write samples to one Parquet shard, atomically (same interface as :class:`~vidalign.shards.ShardWriter`)."""
+
+    def __init__(self, root: str | os.PathLike, relpath: str, summarize: bool = True, fsync: bool = False):
+        self.root = Path(root)
+        self.relpath = relpath
+        self.path = self.root / relpath
+        self.tmp = self.path.with_name(self.path.name + TMP_SUFFIX)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._summarize, self._fsync = summarize, fsync
+        self._members: list[str] | None = None
+        self._keys: set[str] = set()
+        self._rows: list[dict] = []
+        self._rows_bytes = 0
+        self._groups: list = []
+        self._seen: set = set()
+        self.schema: dict[str, dict] = {}
+        self.count = 0
+        self.first_key: str | None = None
+        self.last_key: str | None = None
+        self.record = None
+        self._t0 = time.perf_counter()
+
+    def write(self, key: str, sample: dict[str, Any]) -> None:
+        """Add one sample: its json fields and other members become the row's columns."""
+        where = f"{self.relpath}: sample {key!r}"
+        if not key or "." in key or "/" in key:
+            raise VidalignError(f"sample key {key!r} is invalid: keys must be non-empty without '.' or '/'")
+        if key in self._keys:
+            raise VidalignError(f"{self.relpath}: duplicate sample key {key!r}")
+        members = sorted(sample, key=lambda m: (m != "json", m))
+        if self._members is None:
+            for m in members:
+                check_safe_member(m, where)
+                if not MEMBER_RE.match(m) or (m != "json" and member_extension(m) not in _MEMBER_EXTENSIONS) \
+                        or m.endswith(".gz"):
+                    raise VidalignError(f"{where}: member {m!r} cannot be a Parquet column; tabular configs take "
+                                        f"json plus .npy/.txt/.json/media members ({', '.join(_MEMBER_EXTENSIONS)})")
+            self._members = members
+        elif members != self._members:
+            raise VidalignError(f"{self.relpath}: sample {key!r} has members {members}, the shard's first sample had "
+                                f"{self._members}; every sample must have the same members")
+        meta = sample.get("json", {})
+        if not isinstance(meta, dict):
+            raise VidalignError(f"{where}: json must be an object to become columns, got {type(meta).__name__}")
+        clash = sorted(set(meta) & (set(members) | {KEY_COLUMN}))
+        if clash:
+            raise VidalignError(f"{where}: json field {clash[0]!r} has the name of a column of its own; rename it")
+        bad = [f for f in meta if "." in f or not f]
+        if bad:
+            raise VidalignError(f"{where}: json field {bad[0]!r} cannot be a column name (no dots); rename it")
+        row = {KEY_COLUMN: key, **meta}
+        for m in members:
+            if m == "json":
+                continue
+            v = sample[m]
+            ext = member_extension(m)
+            if ext == "npy":
+                v = np.asarray(v)
+                if v.dtype == object:
+                    raise VidalignError(f"{where}: member {m!r}: object arrays cannot be stored; use a numeric dtype")
+                self._rows_bytes += v.nbytes
+            elif ext in BYTES_EXTENSIONS:
+                if not isinstance(v, (bytes, bytearray, memoryview)):
+                    raise VidalignError(f"{where}: member {m!r}: expected encoded bytes, got {type(v).__name__}")
+                v = {"bytes": bytes(v), "path": f"{key}.{m}"}
+                self._rows_bytes += len(v["bytes"])
+            elif ext == "txt":
+                v = str(v)
+            row[m] = v
+            if self._summarize:
+                self._update_schema(m, sample[m] if ext != "npy" else v)
+        if self._summarize and "json" in sample:
+            self._update_schema("json", meta)
+        self._rows.append(row)
+        self._keys.add(key)
+        self.count += 1
+        self.first_key = self.first_key or key
+        self.last_key = key
+        if len(self._rows) >= ROW_GROUP_ROWS or self._rows_bytes >= ROW_GROUP_BYTES:
+            self._flush()
+
+    def _update_schema(self, member: str, value: Any) -> None:
+        if member_extension(member) == "json":
+            from vidalign.shards import _structure
+
+            sig = (member, _structure(value))
+            if sig in self._seen:
+                return
+            self._seen.add(sig)
+        self.schema[member] = feats.merge(self.schema.get(member), feats.summarize(member, value), member)
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        pa = _pa()
+        from datasets.features.features import cast_to_python_objects
+
+        columns = list(self._rows[0])
+        data = {}
+        for c in columns:
+            values = [r[c] for r in self._rows]
+            if member_extension(c) == "npy" and c in (self._members or ()):
+                ranks = {v.ndim for v in values}
+                if len(ranks) != 1:
+                    raise VidalignError(f"{self.relpath}: member {c!r} changes rank between samples; every sample of a "
+                                        "config must store the same array type")
+                data[c] = arrays_to_arrow(values) if values[0].ndim else pa.array([v.item() for v in values])
+            else:
+                data[c] = pa.array(cast_to_python_objects(values, only_1d_for_numpy=True))
+        self._groups.append(pa.table(data))
+        self._rows, self._rows_bytes = [], 0
+
+    def close(self, **extra: Any):
+        """Write the row groups (one schema for all: null-only columns take the type other groups have), fsync
+        on request, rename into place and return the :class:`~vidalign.shards.ShardRecord`."""
+        from vidalign.shards import ShardRecord, sha256_file
+
+        if self.record is not None:
+            return self.record
+        pa = _pa()
+        import pyarrow.parquet as pq
+
+        self._flush()
+        if not self._groups:
+            self._groups.append(pa.table({KEY_COLUMN: pa.array([], pa.string())}))
+        try:
+            schema = pa.unify_schemas([g.schema for g in self._groups], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise VidalignError(f"{self.relpath}: samples disagree on a field type ({exc}); every sample of a "
+                                "config must store the same types") from exc
+        schema = schema.with_metadata(None)
+        kw = {"compression": COMPRESSION, "write_statistics": True}
+        with pq.ParquetWriter(self.tmp, schema, **kw) as w:
+            for g in self._groups:
+                w.write_table(g.select(schema.names).cast(schema), row_group_size=max(1, g.num_rows))
+        if self._fsync:
+            with open(self.tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+        self._groups = []
+        self.record = ShardRecord(
+            path=self.relpath, samples=self.count, bytes=self.path.stat().st_size, sha256=sha256_file(self.path),
+            first_key=self.first_key, last_key=self.last_key, members=list(self._members or []),
+            schema=self.schema, seconds=round(time.perf_counter() - self._t0, 4), **extra,
+        )
+        return self.record
+
+    def abort(self) -> None:
+        self._rows, self._groups = [], []
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ParquetShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _open(path_or_fileobj, name: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path_or_fileobj)
+    except (OSError, pa.ArrowException) as exc:
+        raise VidalignError(f"{name}: Parquet shard is unreadable ({exc}); rebuild or re-download it") from exc
+
+
+def count_rows(path: str | os.PathLike) -> int:
+    """Rows of a Parquet shard, from its footer (nothing else is read)."""
+    return _open(path, str(path)).metadata.num_rows
+
+
+def iter_parquet_samples(path_or_fileobj, decode: bool = True, members: set[str] | None = None,
+                         source: str | None = None, batch_rows: int = 256) -> Iterator[dict[str, Any]]:
+    """Rows of a Parquet shard as samples: ``{"__key__", "__url__", "json": {fields}, member: value}``.
+
+    Columns named like a member (with a dot: ``chosen.npy``, ``chosen.mp4``) come back as that member (arrays as
+    ndarrays, media as bytes); the other columns form ``json``. ``members`` reads only the columns needed.
+    Pickle-capable column names are refused. ``decode`` has no effect: Parquet values are typed already.
+    """
+    import pyarrow as pa
+
+    name = source or str(path_or_fileobj)
+    pf = _open(path_or_fileobj, name)
+    names = pf.schema_arrow.names
+    for n in names:
+        check_safe_member(n, name)
+    if KEY_COLUMN not in names:
+        raise VidalignError(f"{name}: no {KEY_COLUMN} column; not a vidalign Parquet shard")
+    member_cols = [n for n in names if "." in n]
+    json_cols = [n for n in names if "." not in n and n != KEY_COLUMN]
+    want_json = members is None or "json" in members
+    cols = [KEY_COLUMN] + (json_cols if want_json else []) + \
+        [m for m in member_cols if members is None or m in members]
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=cols, use_threads=False):
+            keys = batch.column(KEY_COLUMN).to_pylist()
+            meta = pa.Table.from_batches([batch.select(json_cols)]).to_pylist() \
+                if want_json and json_cols else None
+            extra = {}
+            for m in cols:
+                if "." not in m:
+                    continue
+                col = batch.column(m)
+                ext = member_extension(m)
+                if ext == "npy":
+                    extra[m] = [arrow_to_array(col, i) if pa.types.is_list(col.type) else np.asarray(col[i].as_py())
+                                for i in range(len(col))]
+                elif ext in BYTES_EXTENSIONS and pa.types.is_struct(col.type):
+                    extra[m] = [None if v is None else v["bytes"] for v in col.to_pylist()]
+                else:
+                    extra[m] = col.to_pylist()
+            for i, key in enumerate(keys):
+                s: dict[str, Any] = {"__key__": key, "__url__": name}
+                if meta is not None:
+                    s["json"] = meta[i]
+                elif want_json:
+                    s["json"] = {}
+                for m, vals in extra.items():
+                    s[m] = vals[i]
+                yield s
+    except (OSError, pa.ArrowException) as exc:
+        raise VidalignError(f"{name}: Parquet shard is unreadable ({exc}); rebuild or re-download it") from exc
+
+
+__all__ = ["ParquetShardWriter", "iter_parquet_samples", "count_rows", "arrays_to_arrow", "arrow_to_array"]
