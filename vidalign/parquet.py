@@ -206,10 +206,11 @@ class ParquetShardWriter:
         import pyarrow.parquet as pq
 
         self._flush()
-        if not self._groups:
-            self._groups.append(pa.table({KEY_COLUMN: pa.array([], pa.string())}))
         try:
-            schema = pa.unify_schemas([g.schema for g in self._groups], promote_options="permissive")
+            # a shard whose every input was rejected has no row group at all (datasets skips it; a 0-row group
+            # would make its reader fail) and only the key column
+            schema = pa.unify_schemas([g.schema for g in self._groups], promote_options="permissive") \
+                if self._groups else pa.schema([(KEY_COLUMN, pa.string())])
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise VidalignError(f"{self.relpath}: samples disagree on a field type ({exc}); every sample of a "
                                 "config must store the same types") from exc
