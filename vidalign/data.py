@@ -361,7 +361,7 @@ def _make_formatter():
             batch = dict(super().format_batch(rest)) if rest.num_columns else {}
             for c in fast:
                 rows = [self.format_row(pa_table.select([c]).slice(i, 1))[c] for i in range(pa_table.num_rows)]
-                batch[c] = self._consolidate(rows) if all(hasattr(r, "shape") for r in rows) else rows
+                batch[c] = self._consolidate(rows)  # one stacked array, or an object array (ragged, dicts)
             return {c: batch[c] for c in pa_table.column_names}
 
     return VidalignFormatter
