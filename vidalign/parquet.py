@@ -93,6 +93,7 @@ class ParquetShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._summarize, self._fsync = summarize, fsync
         self._members: list[str] | None = None
+        self._fields: tuple | None = None
         self._keys: set[str] = set()
         self._rows: list[dict] = []
         self._rows_bytes = 0
@@ -127,12 +128,16 @@ class ParquetShardWriter:
         meta = sample.get("json", {})
         if not isinstance(meta, dict):
             raise VidalignError(f"{where}: json must be an object to become columns, got {type(meta).__name__}")
-        clash = sorted(set(meta) & (set(members) | {KEY_COLUMN}))
-        if clash:
-            raise VidalignError(f"{where}: json field {clash[0]!r} has the name of a column of its own; rename it")
-        bad = [f for f in meta if "." in f or not f]
-        if bad:
-            raise VidalignError(f"{where}: json field {bad[0]!r} cannot be a column name (no dots); rename it")
+        fields = tuple(meta)
+        if fields != self._fields:  # rows usually repeat their fields: check a new field list once
+            clash = sorted(set(meta) & (set(members) | {KEY_COLUMN}))
+            if clash:
+                raise VidalignError(f"{where}: json field {clash[0]!r} has the name of a column of its own; "
+                                    "rename it")
+            bad = [f for f in meta if not isinstance(f, str) or "." in f or not f]
+            if bad:
+                raise VidalignError(f"{where}: json field {bad[0]!r} cannot be a column name (no dots); rename it")
+            self._fields = fields
         row = {KEY_COLUMN: key, **meta}
         for m in members:
             if m == "json":
@@ -154,8 +159,6 @@ class ParquetShardWriter:
             row[m] = v
             if self._summarize:
                 self._update_schema(m, sample[m] if ext != "npy" else v)
-        if self._summarize and "json" in sample:
-            self._update_schema("json", meta)
         self._rows.append(row)
         self._keys.add(key)
         self.count += 1
@@ -165,14 +168,20 @@ class ParquetShardWriter:
             self._flush()
 
     def _update_schema(self, member: str, value: Any) -> None:
-        if member_extension(member) == "json":
-            from vidalign.shards import _structure
-
-            sig = (member, _structure(value))
-            if sig in self._seen:
+        # json fields are summarised once, from the shard's Arrow schema (close); other members per sample
+        if member_extension(member) not in ("npy",):
+            if member in self._seen:
                 return
-            self._seen.add(sig)
+            self._seen.add(member)
         self.schema[member] = feats.merge(self.schema.get(member), feats.summarize(member, value), member)
+
+    def _json_summary(self, schema) -> dict | None:
+        from datasets import Features
+
+        names = [n for n in schema.names if n != KEY_COLUMN and n not in (self._members or ())]
+        if not names:
+            return None
+        return {"kind": "json", "features": Features.from_arrow_schema(pa_select(schema, names))._to_yaml_list()}
 
     def _flush(self) -> None:
         if not self._rows:
@@ -224,6 +233,10 @@ class ParquetShardWriter:
                 os.fsync(f.fileno())
         os.replace(self.tmp, self.path)
         self._groups = []
+        if self._summarize and "json" in (self._members or ()):
+            js = self._json_summary(schema)
+            if js is not None:
+                self.schema = {"json": js, **{k: v for k, v in self.schema.items() if k != "json"}}
         self.record = ShardRecord(
             path=self.relpath, samples=self.count, bytes=self.path.stat().st_size, sha256=sha256_file(self.path),
             first_key=self.first_key, last_key=self.last_key, members=list(self._members or []),
@@ -243,6 +256,12 @@ class ParquetShardWriter:
             self.close()
         else:
             self.abort()
+
+
+def pa_select(schema, names: list[str]):
+    """The sub-schema of ``names``, in that order."""
+    pa = _pa()
+    return pa.schema([schema.field(n) for n in names])
 
 
 def _open(path_or_fileobj, name: str):
