@@ -187,8 +187,6 @@ def _section(manifest: dict, configs: list[str], builder, folder: Path) -> list[
              f"Builder `{first['builder']}`, seed {first.get('seed', 0)}, "
              f"{'Parquet' if container(first) == PARQUET else 'WebDataset'} shards."
              + ("" if first["complete"] else " **Incomplete** (rerun the build with `--resume`)."), ""]
-    if first.get("description"):
-        lines += [first["description"].strip(), ""]
     for config in configs:
         entry = manifest["configs"][config]
         what = "column" if container(entry) == PARQUET else "member / column"
