@@ -75,6 +75,7 @@ DEFAULT_SHARD_MB = 500.0
 WEBDATASET, PARQUET = "webdataset", "parquet"
 CONTAINER_EXT = {WEBDATASET: "tar", PARQUET: "parquet"}
 KEY_COLUMN = "__key__"
+SHARD_GLOBS = ("data/*/*.tar", "data/*/*.parquet")  # what a folder's shards match (e.g. for uploads)
 
 SHARD_RE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.(?P<ext>tar|parquet)$")
 NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")

@@ -34,7 +34,7 @@ from vidalign.format import (
 )
 
 ROW_GROUP_BYTES = 64 << 20  # a row group is cut at this size (estimated) ...
-ROW_GROUP_ROWS = 10_000  # ... or this many rows: the Hub viewer reads one row group per page
+ROW_GROUP_ROWS = 100_000  # ... or this many rows (the Hub viewer reads whole row groups: keep them small)
 COMPRESSION = "zstd"
 _MEMBER_EXTENSIONS = ("npy", "txt", "json") + BYTES_EXTENSIONS
 
@@ -93,9 +93,13 @@ class ParquetShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._summarize, self._fsync = summarize, fsync
         self._members: list[str] | None = None
-        self._fields: tuple | None = None
+        self._member_set: set[str] = set()
+        self._other: list[str] = []
+        self._extra: dict[str, list] = {}
+        self._fields: set | None = None
         self._keys: set[str] = set()
-        self._rows: list[dict] = []
+        self._key_list: list[str] = []
+        self._metas: list[dict] = []
         self._rows_bytes = 0
         self._groups: list = []
         self._seen: set = set()
@@ -108,64 +112,81 @@ class ParquetShardWriter:
 
     def write(self, key: str, sample: dict[str, Any]) -> None:
         """Add one sample: its json fields and other members become the row's columns."""
-        where = f"{self.relpath}: sample {key!r}"
-        if not key or "." in key or "/" in key:
+        if key in self._keys or not key or "." in key or "/" in key:
+            if key in self._keys:
+                raise VidalignError(f"{self.relpath}: duplicate sample key {key!r}")
             raise VidalignError(f"sample key {key!r} is invalid: keys must be non-empty without '.' or '/'")
-        if key in self._keys:
-            raise VidalignError(f"{self.relpath}: duplicate sample key {key!r}")
-        members = sorted(sample, key=lambda m: (m != "json", m))
         if self._members is None:
-            for m in members:
-                check_safe_member(m, where)
-                if not MEMBER_RE.match(m) or (m != "json" and member_extension(m) not in _MEMBER_EXTENSIONS) \
-                        or m.endswith(".gz"):
-                    raise VidalignError(f"{where}: member {m!r} cannot be a Parquet column; tabular configs take "
-                                        f"json plus .npy/.txt/.json/media members ({', '.join(_MEMBER_EXTENSIONS)})")
-            self._members = members
-        elif members != self._members:
+            self._first(key, sample)
+        elif sample.keys() != self._member_set:
+            members = sorted(sample, key=lambda m: (m != "json", m))
             raise VidalignError(f"{self.relpath}: sample {key!r} has members {members}, the shard's first sample had "
                                 f"{self._members}; every sample must have the same members")
         meta = sample.get("json", {})
         if not isinstance(meta, dict):
-            raise VidalignError(f"{where}: json must be an object to become columns, got {type(meta).__name__}")
-        fields = tuple(meta)
-        if fields != self._fields:  # rows usually repeat their fields: check a new field list once
-            clash = sorted(set(meta) & (set(members) | {KEY_COLUMN}))
-            if clash:
-                raise VidalignError(f"{where}: json field {clash[0]!r} has the name of a column of its own; "
-                                    "rename it")
-            bad = [f for f in meta if not isinstance(f, str) or "." in f or not f]
-            if bad:
-                raise VidalignError(f"{where}: json field {bad[0]!r} cannot be a column name (no dots); rename it")
-            self._fields = fields
-        row = {KEY_COLUMN: key, **meta}
-        for m in members:
-            if m == "json":
-                continue
-            v = sample[m]
-            ext = member_extension(m)
-            if ext == "npy":
-                v = np.asarray(v)
-                if v.dtype == object:
-                    raise VidalignError(f"{where}: member {m!r}: object arrays cannot be stored; use a numeric dtype")
-                self._rows_bytes += v.nbytes
-            elif ext in BYTES_EXTENSIONS:
-                if not isinstance(v, (bytes, bytearray, memoryview)):
-                    raise VidalignError(f"{where}: member {m!r}: expected encoded bytes, got {type(v).__name__}")
-                v = {"bytes": bytes(v), "path": f"{key}.{m}"}
-                self._rows_bytes += len(v["bytes"])
-            elif ext == "txt":
-                v = str(v)
-            row[m] = v
-            if self._summarize:
-                self._update_schema(m, sample[m] if ext != "npy" else v)
-        self._rows.append(row)
+            raise VidalignError(f"{self.relpath}: sample {key!r}: json must be an object to become columns, got "
+                                f"{type(meta).__name__}")
+        if meta.keys() != self._fields:  # rows usually repeat their fields: check a new field list once
+            self._check_fields(key, meta)
+        self._metas.append(meta)
+        for m in self._other:
+            self._extra[m].append(self._column_value(key, m, sample[m]))
+        self._key_list.append(key)
         self._keys.add(key)
         self.count += 1
         self.first_key = self.first_key or key
         self.last_key = key
-        if len(self._rows) >= ROW_GROUP_ROWS or self._rows_bytes >= ROW_GROUP_BYTES:
+        if len(self._metas) >= ROW_GROUP_ROWS or self._rows_bytes >= ROW_GROUP_BYTES:
             self._flush()
+
+    def _first(self, key: str, sample: dict[str, Any]) -> None:
+        where = f"{self.relpath}: sample {key!r}"
+        members = sorted(sample, key=lambda m: (m != "json", m))
+        for m in members:
+            check_safe_member(m, where)
+            if not MEMBER_RE.match(m) or (m != "json" and member_extension(m) not in _MEMBER_EXTENSIONS) \
+                    or m.endswith(".gz"):
+                raise VidalignError(f"{where}: member {m!r} cannot be a Parquet column; tabular configs take "
+                                    f"json plus .npy/.txt/.json/media members ({', '.join(_MEMBER_EXTENSIONS)})")
+        self._members, self._member_set = members, set(members)
+        self._other = [m for m in members if m != "json"]
+        self._extra = {m: [] for m in self._other}
+
+    def _check_fields(self, key: str, meta: dict) -> None:
+        where = f"{self.relpath}: sample {key!r}"
+        if self._fields is not None:
+            diff = sorted(set(meta) ^ self._fields)
+            raise VidalignError(f"{where}: json fields differ from the shard's first row (field {diff[0]!r}); every row "
+                                "of a tabular config needs the same fields (store null for a missing value)")
+        clash = sorted(set(meta) & (set(self._members or ()) | {KEY_COLUMN}))
+        if clash:
+            raise VidalignError(f"{where}: json field {clash[0]!r} has the name of a column of its own; rename it")
+        bad = [f for f in meta if not isinstance(f, str) or "." in f or not f]
+        if bad:
+            raise VidalignError(f"{where}: json field {bad[0]!r} cannot be a column name (no dots); rename it")
+        self._fields = set(meta)
+
+    def _column_value(self, key: str, m: str, v: Any) -> Any:
+        ext = member_extension(m)
+        if ext == "npy":
+            v = np.asarray(v)
+            if v.dtype == object:
+                raise VidalignError(f"{self.relpath}: sample {key!r}: member {m!r}: object arrays cannot be stored; "
+                                    "use a numeric dtype")
+            self._rows_bytes += v.nbytes
+        elif ext in BYTES_EXTENSIONS:
+            if not isinstance(v, (bytes, bytearray, memoryview)):
+                raise VidalignError(f"{self.relpath}: sample {key!r}: member {m!r}: expected encoded bytes, got "
+                                    f"{type(v).__name__}")
+            self._rows_bytes += len(v)
+            if self._summarize:
+                self._update_schema(m, v)
+            return {"bytes": bytes(v), "path": f"{key}.{m}"}
+        elif ext == "txt":
+            v = str(v)
+        if self._summarize:
+            self._update_schema(m, v)
+        return v
 
     def _update_schema(self, member: str, value: Any) -> None:
         # json fields are summarised once, from the shard's Arrow schema (close); other members per sample
@@ -184,25 +205,35 @@ class ParquetShardWriter:
         return {"kind": "json", "features": Features.from_arrow_schema(pa_select(schema, names))._to_yaml_list()}
 
     def _flush(self) -> None:
-        if not self._rows:
+        if not self._metas:
             return
         pa = _pa()
         from datasets.features.features import cast_to_python_objects
 
-        columns = list(self._rows[0])
-        data = {}
-        for c in columns:
-            values = [r[c] for r in self._rows]
-            if member_extension(c) == "npy" and c in (self._members or ()):
-                ranks = {v.ndim for v in values}
-                if len(ranks) != 1:
-                    raise VidalignError(f"{self.relpath}: member {c!r} changes rank between samples; every sample of a "
-                                        "config must store the same array type")
-                data[c] = arrays_to_arrow(values) if values[0].ndim else pa.array([v.item() for v in values])
+        try:
+            table = pa.Table.from_pylist(self._metas)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # numpy values nested in the json
+            table = pa.Table.from_pylist(cast_to_python_objects(self._metas, only_1d_for_numpy=True))
+        if not table.num_columns:
+            table = pa.table({KEY_COLUMN: pa.array(self._key_list, pa.string())})
+        else:
+            table = table.add_column(0, KEY_COLUMN, pa.array(self._key_list, pa.string()))
+        for m in self._other:
+            values = self._extra[m]
+            if member_extension(m) == "npy":
+                if len({v.ndim for v in values}) != 1:
+                    raise VidalignError(f"{self.relpath}: member {m!r} changes rank between samples; every sample of "
+                                        "a config must store the same array type")
+                col = arrays_to_arrow(values) if values[0].ndim else pa.array([v.item() for v in values])
             else:
-                data[c] = pa.array(cast_to_python_objects(values, only_1d_for_numpy=True))
-        self._groups.append(pa.table(data))
-        self._rows, self._rows_bytes = [], 0
+                try:
+                    col = pa.array(values)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+                    col = pa.array(cast_to_python_objects(values, only_1d_for_numpy=True))
+            table = table.append_column(m, col)
+            self._extra[m] = []
+        self._groups.append(table)
+        self._metas, self._key_list, self._rows_bytes = [], [], 0
 
     def close(self, **extra: Any):
         """Write the row groups (one schema for all: null-only columns take the type other groups have), fsync
@@ -245,7 +276,7 @@ class ParquetShardWriter:
         return self.record
 
     def abort(self) -> None:
-        self._rows, self._groups = [], []
+        self._metas, self._groups = [], []
         self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> ParquetShardWriter:

@@ -96,14 +96,16 @@ def test_parquet_writer_is_atomic_deterministic_and_checked(tmp_path):
     w.write("k0", {"json": {"a": 1}})
     with pytest.raises(VidalignError, match="same members"):
         w.write("k1", {"json": {"a": 2}, "x.npy": np.zeros(2)})
-    with pytest.raises(VidalignError, match="column of its own"):
-        w.write("k2", {"json": {"__key__": 1}})
+    with pytest.raises(VidalignError, match="same fields"):
+        w.write("k2", {"json": {"a": 1, "b": 2}})
     assert not w.path.exists()
     rec = w.close()
     assert w.path.exists() and not w.tmp.exists() and rec.samples == 1
     with ParquetShardWriter(tmp_path / "b", rel) as w2:
         w2.write("k0", {"json": {"a": 1}})
     assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    with pytest.raises(VidalignError, match="column of its own"):
+        ParquetShardWriter(tmp_path / "e", rel).write("k0", {"json": {"__key__": 1}})
     with pytest.raises(VidalignError, match="cannot be a Parquet column"):
         ParquetShardWriter(tmp_path / "c", rel).write("k0", {"json": {}, "depth.npy.gz": np.zeros(2)})
     with pytest.raises(RuntimeError):
