@@ -108,6 +108,10 @@ def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = N
             continue
         manifest["configs"][j.config]["shards"].pop(j.relpath, None)
         todo.append(j)
+    old = sorted({j.config for j in todo if "container" not in manifest["configs"][j.config]})
+    if old:  # a format-1.0 config: its shards have the 1.0 members; new ones would not match them
+        raise VidalignError(f"{out}: config {old[0]!r} was built by a format-1.0 vidalign and cannot be completed "
+                            "in format 2.0; rebuild it with --overwrite (its finished shards stay readable as is)")
     for j in todo:  # leftovers of a killed run
         (out / (j.relpath + TMP_SUFFIX)).unlink(missing_ok=True)
     mf.save(out, manifest, manifest_name)
