@@ -1,18 +1,30 @@
-"""Shard IO throughput, each figure a ratio against a baseline measured in the same run.
+"""Shard IO: sizes and throughput, each figure a ratio against a baseline measured in the same run.
 
-1. write: ``ShardWriter`` (encode + tar + sha256 + feature summary) vs ``tar -cf`` of the same member files
-   already on disk (ratio of throughputs; target >= 0.8);
-2. read: ``vidalign.data.stream(decode=False)`` vs ``cat shards > /dev/null`` (target >= 0.8);
-3. arrays from ``load_dataset``: a [32, N, 256, 256] mask + [32, 256, 256] depth per sample through
-   ``vidalign.data.load`` (declared features, numpy format) vs datasets' default Python format (nested lists).
+1. bytes per drop sample: ``kubric-drop`` clips as written (format 2.0: ``depth.npy.gz``, column members) vs the
+   same samples in the format-1.0 layout (raw ``depth.npy``, metadata only in ``json``);
+2. write: ``ShardWriter`` (encode + tar + sha256 + feature summary) vs ``tar -cf`` of the same member files
+   already on disk (target >= 0.8);
+3. read: ``vidalign.data.stream(decode=False)`` vs ``cat shards > /dev/null`` (target >= 0.8);
+4. Parquet config (TRL-like rows): ``ParquetShardWriter`` vs ``pyarrow`` alone (``Table.from_pylist`` +
+   ``pq.write_table``, zstd), and ``iter_shard_samples`` vs ``pq.read_table(...).to_pylist()``;
+5. masks through ``load_dataset``: rows/s of a ``[32, N, 256, 256]`` bool mask + ``[32, 256, 256]`` float16 depth
+   with ``vidalign.data.load`` (the ``vidalign`` formatter) vs the numpy formatter it used before (and datasets'
+   default Python format).
 
-    python benchmarks/shards.py [--samples 64] [--mb-per-sample 4]
+Write and read are timed as interleaved pairs (ours, baseline, ours, ...) and reported as the median of the pair
+ratios, in wall time and in CPU time (process + children): on a shared machine the CPU ratio is the stable one.
+
+    python benchmarks/shards.py [--samples 64] [--mb-per-sample 4] [--drop-clips 4] [--rows 50000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import resource
+import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -21,16 +33,66 @@ from pathlib import Path
 import numpy as np
 
 
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + r.ru_utime + r.ru_stime
+
+
+def timed(fn) -> tuple[float, float]:
+    c, t = _cpu(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t, _cpu() - c
+
+
+def paired(ours, base, repeat: int) -> dict:
+    """Median ratios base/ours over interleaved runs (a ratio > 1: ours is faster)."""
+    ours(), base()  # warm-up: imports, page cache
+    walls, cpus, w_o, w_b = [], [], [], []
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        (wo, co), (wb, cb) = timed(ours), timed(base)
+        walls.append(wb / wo)
+        cpus.append(cb / co)
+        w_o.append(wo)
+        w_b.append(wb)
+    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "ours_s": statistics.median(w_o),
+            "base_s": statistics.median(w_b)}
 
 
-def bench_write_read(tmp: Path, samples: int, mb: float, per_shard: int) -> None:
+def bench_drop_bytes(tmp: Path, clips: int) -> None:
+    from vidalign.builder import BuildOptions
+    from vidalign.format import Layout
+    from vidalign.runner import run_build
+    from vidalign.shards import ShardWriter, iter_tar_samples
+
+    out = tmp / "drop"
+    t = time.perf_counter()
+    run_build("kubric-drop", {"num_samples": clips}, BuildOptions(out=out, progress=False))
+    secs = time.perf_counter() - t
+    after = sum(p.stat().st_size for p in out.rglob("*.tar"))
+    import gzip
+
+    members: dict[str, int] = {}
+    depth_raw = 0
+    for p in sorted(out.rglob("*.tar")):
+        for s in iter_tar_samples(p, raw=True):
+            for k, v in s.items():
+                if not k.startswith("__"):
+                    members[k] = members.get(k, 0) + len(v)
+            depth_raw += len(gzip.decompress(s["depth.npy.gz"]))
+    with ShardWriter(tmp, "v10/train-00000-of-00001.tar", layout=Layout()) as w:  # the 1.0 layout
+        for p in sorted(out.rglob("*.tar")):
+            for s in iter_tar_samples(p):
+                w.write(s["__key__"], {k: s[k] for k in ("json", "mp4", "mask.npz", "depth.npy")})
+    before = w.record.bytes
+    depth_before = depth_raw
+    share = {k: v / after for k, v in sorted(members.items(), key=lambda kv: -kv[1])[:4]}
+    print(f"drop sample (kubric-drop defaults: 32 frames, 256², {clips} clips, built in {secs:.0f} s): "
+          f"{before / clips / 1e6:.2f} MB before (format 1.0: raw depth.npy, ~{depth_before / before:.0%} of it depth)"
+          f" → {after / clips / 1e6:.3f} MB after: {before / after:.1f}x smaller; shares after: "
+          + ", ".join(f"{k} {v:.0%}" for k, v in share.items()))
+
+
+def bench_write_read(tmp: Path, samples: int, mb: float, per_shard: int, repeat: int) -> None:
     from vidalign.data import stream
     from vidalign.format import encode_member
     from vidalign.shards import ShardWriter
@@ -58,9 +120,9 @@ def bench_write_read(tmp: Path, samples: int, mb: float, per_shard: int) -> None
         (tmp / "base.tar").unlink(missing_ok=True)
         subprocess.run(["tar", "-cf", str(tmp / "base.tar"), "-C", str(raw), "."], check=True)
 
-    t_tar, t_ours = best_of(write_tar), best_of(write_ours)
-    print(f"write: tar {total / t_tar / 1e6:8.1f} MB/s | ShardWriter {total / t_ours / 1e6:8.1f} MB/s | "
-          f"ratio {t_tar / t_ours:.2f} (target >= 0.8)")
+    r = paired(write_ours, write_tar, repeat)
+    print(f"write: ShardWriter {total / r['ours_s'] / 1e6:7.0f} MB/s vs tar -cf {total / r['base_s'] / 1e6:7.0f} MB/s"
+          f" | ratio wall {r['wall']:.2f}, CPU {r['cpu']:.2f} (target >= 0.8)")
 
     shards = sorted(str(p) for p in (tmp / "ours").rglob("*.tar"))
     size = sum(Path(p).stat().st_size for p in shards)
@@ -72,12 +134,53 @@ def bench_write_read(tmp: Path, samples: int, mb: float, per_shard: int) -> None
         for _ in stream(shards, decode=False):
             pass
 
-    t_cat, t_read = best_of(read_cat), best_of(read_ours)
-    print(f"read:  cat {size / t_cat / 1e6:8.1f} MB/s | stream(decode=False) {size / t_read / 1e6:8.1f} MB/s | "
-          f"ratio {t_cat / t_read:.2f} (target >= 0.8)")
+    r = paired(read_ours, read_cat, repeat)
+    print(f"read:  stream(decode=False) {size / r['ours_s'] / 1e6:7.0f} MB/s vs cat {size / r['base_s'] / 1e6:7.0f} "
+          f"MB/s | ratio wall {r['wall']:.2f}, CPU {r['cpu']:.2f} (target >= 0.8)")
 
 
-def bench_load_arrays(tmp: Path, samples: int) -> None:
+def bench_parquet(tmp: Path, rows: int, repeat: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vidalign.parquet import ParquetShardWriter
+    from vidalign.shards import iter_shard_samples
+
+    rng = np.random.default_rng(0)
+    toks = [f"<motion_id_{k}>" for k in range(515)]
+    data = [{"prompt": f"a person walks forward and turns {i % 97} degrees",
+             "chosen": "".join(rng.choice(toks, 50)), "rejected": "".join(rng.choice(toks, 50)),
+             "label_smoothing": float(i % 4) / 10} for i in range(rows)]
+    keys = [f"s0-{i:08d}" for i in range(rows)]
+    rel = "data/trl/train-00000-of-00001.parquet"
+
+    def write_ours():
+        with ParquetShardWriter(tmp / "pq", rel) as w:
+            for k, r in zip(keys, data):
+                w.write(k, {"json": r})
+
+    def write_pa():
+        pq.write_table(pa.Table.from_pylist([{"__key__": k, **r} for k, r in zip(keys, data)]), tmp / "pa.parquet",
+                       compression="zstd")
+
+    r = paired(write_ours, write_pa, repeat)
+    mb = (tmp / "pq" / rel).stat().st_size / 1e6
+    print(f"parquet write, {rows} TRL rows ({mb:.1f} MB): ours {rows / r['ours_s']:,.0f} rows/s vs pyarrow "
+          f"{rows / r['base_s']:,.0f} rows/s | ratio wall {r['wall']:.2f}, CPU {r['cpu']:.2f}")
+
+    def read_ours():
+        for _ in iter_shard_samples(tmp / "pq" / rel):
+            pass
+
+    def read_pa():
+        pq.read_table(tmp / "pa.parquet").to_pylist()
+
+    r = paired(read_ours, read_pa, repeat)
+    print(f"parquet read: iter_shard_samples {rows / r['ours_s']:,.0f} rows/s vs pyarrow to_pylist "
+          f"{rows / r['base_s']:,.0f} rows/s | ratio wall {r['wall']:.2f}, CPU {r['cpu']:.2f}")
+
+
+def bench_masks(tmp: Path, samples: int) -> None:
     from dataclasses import dataclass
 
     import datasets
@@ -89,6 +192,7 @@ def bench_load_arrays(tmp: Path, samples: int) -> None:
     @register_builder
     class _MaskBench(Builder):
         name = "_mask-bench"
+        gzip_members = ("depth.npy",)
 
         @dataclass
         class Args:
@@ -105,16 +209,28 @@ def bench_load_arrays(tmp: Path, samples: int) -> None:
                                            "depth.npy": rng.random((32, 256, 256)).astype(np.float16)})
 
     out = tmp / "masks"
-    # run in-process (the registry entry lives here), one shard
     run_build("_mask-bench", {"n": samples}, BuildOptions(out=out, samples_per_shard=samples, progress=False))
-    ds = load(out, "default", split="train")
-    py = datasets.load_dataset(str(out), "default", split="train")
-    t_np = best_of(lambda: [ds[i]["mask.npz"]["mask"].shape for i in range(len(ds))], 1) / len(ds)
-    t_py = best_of(lambda: [len(py[i]["mask.npz"]["mask"]) for i in range(len(py))], 1) / len(py)
+    ds = load(out, "default", split="train")  # the vidalign formatter
+    t = time.perf_counter()
+    before = ds.with_format("numpy", dtype=None)  # what vidalign.data.load returned before (datasets' numpy)
+    py = datasets.load_dataset(str(out), "default", split="train")  # datasets' default: Python lists
+    t_load = time.perf_counter() - t
+
+    def rows_per_s(d, get, n):
+        t = time.perf_counter()
+        for i in range(n):
+            get(d[i])
+        return n / (time.perf_counter() - t)
+
+    n = len(ds)
+    after_rs = rows_per_s(ds, lambda r: r["mask.npz"]["mask"].shape, n)
+    before_rs = rows_per_s(before, lambda r: r["mask.npz"]["mask"].shape, n)
+    py_rs = rows_per_s(py, lambda r: len(r["mask.npz"]["mask"]), min(n, 3))
     x = ds[1]
-    print(f"load_dataset arrays: {1 / t_np:7.1f} samples/s (numpy, mask {x['mask.npz']['mask'].dtype} "
-          f"{x['mask.npz']['mask'].shape}, depth {x['depth.npy'].dtype}) vs {1 / t_py:6.2f} samples/s as nested "
-          f"lists: {t_py / t_np:.0f}x faster")
+    print(f"load_dataset masks: vidalign.data.load {after_rs:6.1f} rows/s (mask {x['mask.npz']['mask'].dtype} "
+          f"{x['mask.npz']['mask'].shape}, depth {x['depth.npy.gz'].dtype}) vs numpy formatter {before_rs:5.1f} "
+          f"rows/s: {after_rs / before_rs:.1f}x faster ({1000 / before_rs:.0f} → {1000 / after_rs:.0f} ms/row); "
+          f"Python lists {py_rs:.2f} rows/s ({after_rs / py_rs:.0f}x); reopening the cache {t_load:.1f} s")
 
 
 def main() -> None:
@@ -122,12 +238,24 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--mb-per-sample", type=float, default=4.0)
     ap.add_argument("--samples-per-shard", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved timing pairs per figure")
+    ap.add_argument("--drop-clips", type=int, default=4, help="kubric-drop clips for the bytes/sample figure (0: skip)")
+    ap.add_argument("--rows", type=int, default=50_000, help="TRL rows for the Parquet figures")
     ap.add_argument("--mask-samples", type=int, default=8)
     a = ap.parse_args()
-    print(f"machine: {platform.node()} {platform.machine()}, python {platform.python_version()}")
-    with tempfile.TemporaryDirectory() as d:
-        bench_write_read(Path(d), a.samples, a.mb_per_sample, a.samples_per_shard)
-        bench_load_arrays(Path(d), a.mask_samples)
+    load1 = os.getloadavg()[0]
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, python "
+          f"{platform.python_version()}, load average {load1:.1f} at start")
+    tmp = Path(tempfile.mkdtemp(prefix="vidalign-bench-"))
+    try:
+        if a.drop_clips:
+            bench_drop_bytes(tmp, a.drop_clips)
+        bench_write_read(tmp, a.samples, a.mb_per_sample, a.samples_per_shard, a.repeat)
+        bench_parquet(tmp, a.rows, a.repeat)
+        bench_masks(tmp, a.mask_samples)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ from vidalign.eval.dsr_prompts_csv import (
     write_prompts_csv,
 )
 from vidalign.eval.dsr_score import MIN_FRAMES, Track, parse_track, score_track
-from vidalign.format import PREVIEWS_DIR
+from vidalign.format import PREVIEWS_DIR, WEBDATASET, Layout
 
 # Verbs that suit each animal (the released prompts pair e.g. ducks with "waddles", birds with "flutters").
 ANIMAL_VERBS: dict[str, tuple[str, ...]] = {
@@ -239,6 +239,8 @@ class DsrPromptsBuilder(Builder):
     description = ("SpatialAlign dynamic-spatial-relation prompts: \"{scene}, a {animal} is {initial} a {object}, "
                    "then the {animal} {verb} {final} the {object}.\", balanced across relation types.")
     tags = ["spatialalign", "dsr", "prompts", "text-to-video"]
+    task_categories = ["text-to-video"]
+    tabular = True  # one Parquet row per prompt, every field a column
     sample_mb = 0.001
 
     @dataclass
@@ -348,6 +350,13 @@ class DsrPairsBuilder(Builder):
                    "from its detection tracks; winners (DSR ≥ threshold) and losers per prompt, as whole groups "
                    "(config `groups`, for drawing a fresh pair each step) and as materialised pairs (`pairs`).")
     tags = ["spatialalign", "dsr", "preference", "dpo", "text-to-video"]
+    task_categories = ["text-to-video"]
+    _COLUMNS = {"groups": ("prompt.txt", "prompt_id.txt", "type.txt", "winners.json", "losers.json"),
+                "pairs": ("prompt.txt", "prompt_id.txt", "type.txt", "chosen_score.json", "rejected_score.json",
+                          "gap.json", "chosen_seed.json", "rejected_seed.json")}
+
+    def layout(self, config: str) -> Layout:
+        return Layout(WEBDATASET, self._COLUMNS.get(config, ()))
 
     @dataclass
     class Args:

@@ -9,9 +9,11 @@ as the authors' PSFT data and PisaBench's two simulated test sets. Each sample i
 
 Members: ``mp4`` (H.264, ``fps``), ``mask.npz`` (``mask``: bool [V, N, H, W], visible masks; tower
 objects first, droppers last, the last channel is the dropping object PisaBench scores), ``depth.npy``
-(float16 [V, H, W], metres from the camera centre, as Kubric's ``depth``) and ``json`` (seed, full scene
-config, camera intrinsics and extrinsics, background, objects with asset, mesh, texture, scale, mass, friction,
-restitution, collider, pose at release and per-frame trajectory, contact events, prompt and caption).
+(float16 [V, H, W], metres from the camera centre, as Kubric's ``depth``; stored gzip-compressed as
+``depth.npy.gz``) and ``json`` (seed, full scene config, camera intrinsics and extrinsics, background, objects
+with asset, mesh, texture, scale, mass, friction, restitution, collider, pose at release and per-frame
+trajectory, contact events, prompt and caption). Prompt, caption, seed, config, index, frame count, fps and the
+object/background split are also top-level columns (:data:`COLUMNS`); the trajectories stay in ``json``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ CONFIGS = ("train", "test_seen", "test_unseen")
 _CONFIG_ID = {name: i for i, name in enumerate(CONFIGS)}
 _HF_SPLIT = {"train": "train", "test_seen": "test", "test_unseen": "test"}
 _OBJECT_SPLIT = {"train": "seen", "test_seen": "seen", "test_unseen": "unseen"}
+COLUMNS = ("prompt.txt", "caption.txt", "seed.json", "config.txt", "index.json", "num_frames.json", "fps.json",
+           "split.json")
 
 
 def sample_seed(base_seed: int, config: str, index: int) -> int:
@@ -68,6 +72,10 @@ class KubricDropBuilder(Builder):
                    "per-object visible masks [V, N, H, W] (dropping object last), metric depth and full physical "
                    "metadata per clip.")
     tags = ["video", "physics", "simulation", "pisa", "pybullet", "kubric"]
+    pretty_name = "vidalign kubric-drop (PISA-style drop simulations)"
+    task_categories = ["text-to-video", "image-to-video"]
+    columns = COLUMNS
+    gzip_members = ("depth.npy",)
     citation = ("@article{li2025pisa,\n  title={Pisa Experiments: Exploring Physics Post-Training for Video Diffusion "
                 "Models by Watching Stuff Drop},\n  author={Li, Chenyu and Michel, Oscar and Pan, Xichen and Liu, "
                 "Sainan and Roberts, Mike and Xie, Saining},\n  journal={arXiv preprint arXiv:2503.09595},\n"

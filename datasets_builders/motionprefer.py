@@ -1,13 +1,15 @@
 """MotionPrefer (AToM): motion preference pairs, imported from AToM's files or made by judging candidates.
 
-Two builders write the same dataset layout, configs ``default`` and ``trl``, splits ``train``/``eval``:
+Two builders write the same dataset layout, configs ``default`` and ``trl``, splits ``train``/``eval``, both as
+Parquet (flat, typed columns; one container per folder, see :mod:`vidalign.format`):
 
-- ``default``: ``chosen.npy`` / ``rejected.npy`` (float32 HumanML3D features ``[T, 263]``) and ``json`` (id,
-  prompt, sub_task, degree, label_smoothing, frame counts, VQ token codes, sources);
-- ``trl``: one ``json`` member per sample that *is* a TRL preference row — ``prompt``, ``chosen``, ``rejected``
-  (motion-token strings ``<motion_id_512>…<motion_id_513>``) and ``label_smoothing``; :func:`trl_dataset`
-  returns those rows as a ``datasets.Dataset`` ready for ``trl.DPOTrainer``. A pair has the same key in both
-  configs (``trl`` needs only the token files, ``default`` the motions).
+- ``default``: ``chosen.npy`` / ``rejected.npy`` (float32 HumanML3D features ``[T, 263]``, array columns) and the
+  json fields as columns (id, prompt, sub_task, degree, label_smoothing, frame counts, VQ token codes, sources);
+  with ``--videos`` also ``chosen.mp4``/``rejected.mp4`` (video columns);
+- ``trl``: one TRL preference row per pair — columns ``prompt``, ``chosen``, ``rejected`` (motion-token strings
+  ``<motion_id_512>…<motion_id_513>``) and ``label_smoothing`` (plus ``__key__``):
+  ``datasets.load_dataset(folder, "trl", split="train")`` goes straight into ``trl.DPOTrainer``. Sample keys
+  match across configs.
 
 ``motionprefer-atom`` (``vidalign import atom``) reads ``preference_labels.jsonl`` as the authors' loader
 (``src/utils/motiongpt_utils.py``) does: only the *last* ``chosen`` entry counts, rows whose last choice is
@@ -248,18 +250,11 @@ def trl_row(prompt: str, chosen_codes: list[int], rejected_codes: list[int], lab
 
 
 def trl_dataset(folder: str | os.PathLike, split: str = "train"):
-    """The ``trl`` config of a built dataset as a ``datasets.Dataset`` of TRL rows (for ``DPOTrainer``).
-
-    The shards are passed to the WebDataset loader by absolute path: ``datasets`` keys its cache for a local
-    folder by the folder's *name*, so two builds both called ``out/`` would otherwise share one cache entry.
-    """
+    """The ``trl`` config as a ``datasets.Dataset`` of TRL rows: ``datasets.load_dataset(folder, "trl",
+    split=split)``, which is all it takes (the card's fingerprint keeps the cache fresh across rebuilds)."""
     import datasets
 
-    from vidalign.shards import shard_paths
-
-    files = [str(Path(p).resolve()) for p in shard_paths(folder, "trl", split)]
-    ds = datasets.load_dataset("webdataset", data_files={split: files}, split=split)
-    return ds.map(lambda r: dict(r["json"]), remove_columns=ds.column_names)
+    return datasets.load_dataset(str(folder), "trl", split=split)
 
 
 # ---------------------------------------------------------------------------------------------- builders
@@ -288,8 +283,13 @@ class _MotionPairs(Builder):
     """Shared plan and sample writing: ``default`` + ``trl`` configs, train/eval split by seeded permutation."""
 
     license = "other"
+    # HumanML3D motions derive from AMASS, whose license allows non-commercial research use only
+    license_name = "amass-humanml3d"
+    license_link = "https://amass.is.tue.mpg.de/license.html"
+    task_categories = ["text-to-3d"]
     citation = CITATION
     tags = ["motion", "humanml3d", "preference", "dpo", "text-to-motion"]
+    tabular = True  # default (motion arrays) and trl (TRL rows) as Parquet: one container per folder
     sample_mb = 0.4
 
     def make_plan(self) -> PairPlan:
@@ -447,8 +447,9 @@ class AtomImportBuilder(_MotionPairs):
 TRL_USAGE = """Train with TRL (config `trl`, one row per pair):
 
 ```python
-from vidalign.datasets_builders.motionprefer import trl_dataset
-train = trl_dataset("<this folder>", "train")   # columns: prompt, chosen, rejected, label_smoothing
+import datasets, trl
+train = datasets.load_dataset("<this repo or folder>", "trl", split="train")  # prompt, chosen, rejected, ...
+trainer = trl.DPOTrainer(model=model, args=trl.DPOConfig(...), train_dataset=train, processing_class=tokenizer)
 ```"""
 
 

@@ -302,6 +302,8 @@ class VideoDpoImportBuilder(Builder):
     license = "cc-by-nc-4.0"
     citation = VIDEODPO_CITATION
     tags = ["videodpo", "preference", "dpo", "text-to-video"]
+    task_categories = ["text-to-video"]
+    columns = ("prompt.txt", "chosen_score.json", "rejected_score.json", "gap.json")
 
     @dataclass
     class Args:

@@ -294,6 +294,8 @@ class VidpromPromptsBuilder(Builder):
     license = "cc-by-nc-4.0"
     citation = VIDEODPO_CITATION
     tags = ["vidprom", "videodpo", "prompts", "text-to-video"]
+    task_categories = ["text-to-video"]
+    tabular = True  # one Parquet row per prompt, every field a column
     sample_mb = 0.001
 
     @dataclass
@@ -382,6 +384,9 @@ class VidpromPairsBuilder(Builder):
     license = "cc-by-nc-4.0"
     citation = VIDEODPO_CITATION
     tags = ["videodpo", "vidprom", "preference", "dpo", "text-to-video"]
+    task_categories = ["text-to-video"]
+    columns = ("prompt.txt", "prompt_id.txt", "chosen_score.json", "rejected_score.json", "gap.json", "weight.json",
+               "chosen_seed.json", "rejected_seed.json")
 
     @dataclass
     class Args:

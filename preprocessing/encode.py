@@ -217,7 +217,7 @@ class LatentsBuilder(Builder):
         out = []
         for config, rel, n in listed:
             m = SHARD_RE.match(Path(rel).name)
-            if m is None or (self.args.configs and config not in self.args.configs) or \
+            if m is None or m["ext"] != "tar" or (self.args.configs and config not in self.args.configs) or \
                     (self.args.splits and m["split"] not in self.args.splits):
                 continue
             out.append((config, m["split"], int(m["index"]), int(m["total"]), rel, int(n)))

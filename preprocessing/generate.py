@@ -287,6 +287,8 @@ class CandidatesBuilder(Builder):
     description = ("Candidate videos from a diffusers text-to-video pipeline: N per prompt, each with its seed, "
                    "the prompt's fields and the generation settings in its json.")
     tags = ["text-to-video", "candidates", "generated"]
+    task_categories = ["text-to-video"]
+    columns = ("prompt.txt", "prompt_id.txt", "candidate.json", "seed.json")
 
     @dataclass
     class Args:

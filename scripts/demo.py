@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ds = load(args.out, "train", split="train", video_decode=False)
     print(f"loaded with datasets: {ds.num_rows} rows, columns {sorted(ds.column_names)}")
     for row in ds:
-        meta, mask, depth = row["json"], row["mask.npz"]["mask"], row["depth.npy"]
+        meta, mask, depth = row["json"], row["mask.npz"]["mask"], row["depth.npy.gz"]  # gzip member, decompressed
         primary = meta["objects"][-1]
         z = np.asarray(primary["trajectory"]["positions"])[:, 2]
         print(f"  seed {int(meta['seed']):>10d}  objects {mask.shape[1]:>2d}  mask {mask.dtype}{tuple(mask.shape)}  "

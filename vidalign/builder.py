@@ -4,8 +4,8 @@ A builder is a class with an ``Args`` dataclass (its options, declared once: the
 types, defaults and ``metadata={"help": ...}``), a :meth:`Builder.plan` that lists :class:`ShardJob` s — pure
 descriptions (config, split, shard index, sample index range, seed) that depend only on the arguments — and a
 :meth:`Builder.build_shard` that yields the job's :class:`Sample` s (or :class:`Rejected` inputs).
-:func:`run_build` writes each job to ``data/<config>/<split>-<i>-of-<n>.tar`` with a
-:class:`~vidalign.shards.ShardWriter`, records it in ``manifest.json`` as soon as it is done, skips shards
+:func:`run_build` writes each job to ``data/<config>/<split>-<i>-of-<n>.tar`` (or ``.parquet``) with the
+writer of :func:`vidalign.shards.open_writer`, records it in ``manifest.json`` as soon as it is done, skips shards
 already recorded (``--resume``), and writes the dataset card when every planned shard exists::
 
     @register_builder
@@ -22,6 +22,10 @@ already recorded (``--resume``), and writes the dataset card when every planned 
         def build_shard(self, job):
             for i in job.indices():
                 yield Sample(self.key(i), {"json": {"i": i}, "x.npy": np.full(3, i)})
+
+How samples are stored is declared, not coded (:meth:`Builder.layout`): ``tabular = True`` writes Parquet
+(prompts, TRL rows: every json field a column); otherwise tar shards, with ``columns`` (json fields also stored as
+top-level columns: ``("prompt.txt", "seed.json")``) and ``gzip_members`` (``("depth.npy",)``).
 
 Sample keys come from :meth:`Builder.key` (seed + index). Inputs that fail raise
 :class:`~vidalign.errors.InputError`; inside ``build_shard`` pass them to :meth:`Builder.reject`, which re-raises
@@ -42,7 +46,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from vidalign.errors import ConfigError, InputError, VidalignError, require
-from vidalign.format import DEFAULT_SHARD_MB, check_name, sample_key, shard_relpath
+from vidalign.format import (
+    DEFAULT_SHARD_MB,
+    PARQUET,
+    WEBDATASET,
+    Layout,
+    check_name,
+    sample_key,
+    shard_relpath,
+)
 
 # Builders shipped with vidalign: name -> module that registers it (imported on first use, so that
 # `vidalign build kubric-drop` never imports torch-heavy modules of other builders).
@@ -74,10 +86,11 @@ class ShardJob:
     stop: int
     seed: int
     params: dict = field(default_factory=dict)
+    ext: str = "tar"  # set by the runner from the builder's layout (tar or parquet)
 
     @property
     def relpath(self) -> str:
-        return shard_relpath(self.config, self.split, self.index, self.total)
+        return shard_relpath(self.config, self.split, self.index, self.total, self.ext)
 
     def indices(self) -> range:
         return range(self.start, self.stop)
@@ -139,9 +152,17 @@ class Builder:
     Args: ClassVar[type] = None  # a dataclass
     description: ClassVar[str] = ""
     license: ClassVar[str] = "apache-2.0"
+    license_name: ClassVar[str] = ""  # with license "other": a short id and a link to the terms
+    license_link: ClassVar[str] = ""
+    pretty_name: ClassVar[str] = ""
+    task_categories: ClassVar[list[str]] = []  # Hub task ids (text-to-video, ...)
     citation: ClassVar[str] = ""
     tags: ClassVar[list[str]] = []
     sample_mb: ClassVar[float] = 1.0  # estimated size of one sample, to size shards from --shard-size
+    # storage declarations (see :meth:`layout`)
+    tabular: ClassVar[bool] = False
+    columns: ClassVar[tuple[str, ...]] = ()
+    gzip_members: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, args: Any, seed: int = 0, on_error: str = "raise", samples_per_shard: int | None = None,
                  shard_size: float = DEFAULT_SHARD_MB):
@@ -168,6 +189,13 @@ class Builder:
 
     def finalize(self, folder: Path, manifest: dict) -> None:
         """Called once every planned shard exists (write previews or plots here)."""
+
+    def layout(self, config: str) -> Layout:
+        """How ``config`` is stored: Parquet when ``tabular``, else tar with the declared ``columns`` and
+        ``gzip_members`` (override for per-config choices; all configs of a folder share one container)."""
+        if self.tabular:
+            return Layout(PARQUET)
+        return Layout(WEBDATASET, tuple(self.columns), tuple(self.gzip_members))
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def samples_per_shard(self) -> int:

@@ -108,7 +108,7 @@ def cmd_verify(args) -> int:
 def info(folder: str | Path) -> dict:
     from vidalign import features as feats
     from vidalign import manifest as mf
-    from vidalign.card import config_schema
+    from vidalign.card import config_schema, container
 
     m = mf.load(folder)
     out = {"folder": str(folder), "format_version": m["format_version"], "configs": {}}
@@ -120,7 +120,8 @@ def info(folder: str | Path) -> dict:
                              "shards": len(recs), "planned_shards": plan["shards"],
                              "bytes": sum(r["bytes"] for r in recs)}
         out["configs"][config] = {
-            "builder": e["builder"], "complete": e["complete"], "splits": splits, "rejected": len(e["rejected"]),
+            "builder": e["builder"], "container": container(e), "complete": e["complete"], "splits": splits,
+            "rejected": len(e["rejected"]),
             "fields": {k: feats.describe(v) for k, v in config_schema(e).items()},
             "sample": _peek(Path(folder), e),
         }
@@ -145,10 +146,10 @@ def _short(v) -> str:
 
 def _peek(folder: Path, entry: dict) -> dict:
     """The first sample of the first shard, each member summarised (type, dtype, shape, short values)."""
-    from vidalign.shards import iter_tar_samples
+    from vidalign.shards import iter_shard_samples
 
     for rel in sorted(entry["shards"]):
-        for s in iter_tar_samples(folder / rel, source=rel):
+        for s in iter_shard_samples(folder / rel, source=rel):
             return {k: _short(v) for k, v in s.items() if k != "__url__"}
     return {}
 
@@ -163,7 +164,7 @@ def cmd_info(args) -> int:
     print(f"{d['folder']} (vidalign format {d['format_version']})")
     for config, c in d["configs"].items():
         state = "complete" if c["complete"] else "INCOMPLETE"
-        print(f"config {config}: builder {c['builder']}, {state}, {c['rejected']} rejected")
+        print(f"config {config}: builder {c['builder']}, {c['container']} shards, {state}, {c['rejected']} rejected")
         for split, s in c["splits"].items():
             print(f"  split {split}: {s['samples']}/{s['planned_samples']} samples in "
                   f"{s['shards']}/{s['planned_shards']} shards, {_fmt_bytes(s['bytes'])}")

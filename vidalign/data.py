@@ -1,4 +1,8 @@
-"""Reading vidalign datasets: ``load`` (Hugging Face ``datasets``) and ``stream`` (training).
+"""Reading vidalign datasets: ``load`` (Hugging Face ``datasets``), ``stream`` (training) and ``collate``.
+
+``load`` formats rows with the ``"vidalign"`` formatter: ``datasets``' numpy formatter, except that array
+columns nested in lists or structs (a mask ``[V, N, H, W]`` with a varying ``N`` is ``List(Array3D)``, which
+``datasets`` walks element by element) are read straight from Arrow: one flatten per level and one copy.
 
 ``stream`` returns a :class:`ShardStream`, a ``torch.utils.data.IterableDataset`` that splits the shard list by
 node (``torch.distributed`` rank/world size, or the ``RANK``/``WORLD_SIZE`` variables torchrun sets) and by
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vidalign.errors import VidalignError
-from vidalign.format import MANIFEST_NAME
+from vidalign.format import MANIFEST_NAME, SHARD_RE, check_safe_member
 from vidalign.shards import shard_paths  # noqa: F401  (re-exported: vidalign.data.shard_paths)
 
 
@@ -46,11 +50,12 @@ class ShardStream(_iterable_base()):
     """Samples of many shards, split by rank and DataLoader worker (see the module docstring).
 
     Args:
-        urls: shard paths.
+        urls: shard paths (``.tar`` or ``.parquet``).
         resample: draw shards at random with replacement, forever (needs no minimum shard count).
         shuffle: size of a sample shuffle buffer (0: shard order, sample order).
         seed: seed of resampling and shuffling; combined with epoch, rank and worker.
-        decode: decode members (json → dict, npy → ndarray, npz → dict of arrays; media stay bytes).
+        decode: decode members (json → dict, npy → ndarray, npz → dict of arrays; media stay bytes). Parquet
+            shards' columns always arrive decoded.
         members: keep only these member names.
         skip: samples each (rank, worker) stream skips at its start (resuming a trainer).
     """
@@ -100,7 +105,7 @@ class ShardStream(_iterable_base()):
     def _samples(self, urls, rng, skip: int) -> Iterator[dict[str, Any]]:
         """Samples in stream order, the first ``skip`` passed over: whole shards by their header count (no
         read), then the rest of a partly consumed shard."""
-        from vidalign.shards import count_samples, iter_tar_samples
+        from vidalign.shards import count_samples, iter_shard_samples
 
         shards = (rng.choice(self.urls) for _ in iter(int, 1)) if self.resample else iter(urls)
         for url in shards:
@@ -109,7 +114,7 @@ class ShardStream(_iterable_base()):
                 if skip >= n:
                     skip -= n
                     continue
-            for k, sample in enumerate(iter_tar_samples(url, decode=self.decode, members=self.members)):
+            for k, sample in enumerate(iter_shard_samples(url, decode=self.decode, members=self.members)):
                 if k >= skip:
                     yield sample
             skip = 0
@@ -150,12 +155,16 @@ def load(folder: str | os.PathLike, config: str | None = None, split: str | None
 
     Video members use ``datasets.Video`` (torchcodec) when it is importable; otherwise they are returned as
     ``{"bytes", "path"}`` for :mod:`vidalign.preprocessing.video_io` (``video_decode`` forces either way).
+    Rows come through the ``"vidalign"`` formatter (see the module docstring): arrays keep their stored dtype
+    and nested array columns (masks) load without a per-element walk. Folders with pickle-capable members are
+    refused.
     """
     import datasets
 
     folder = Path(folder)
     if not (folder / MANIFEST_NAME).exists() and not (folder / "README.md").exists():
         raise VidalignError(f"{folder}: not a dataset folder (no manifest.json or README.md)")
+    _refuse_pickle_members(folder)
     # datasets keys its cache of a local folder on the card's YAML, not on the path or the shard contents, so
     # two builds with the same card would share (stale) Arrow files: key ours on path + shard checksums
     kw = {} if streaming else {"cache_dir": _cache_dir(folder)}
@@ -166,7 +175,7 @@ def load(folder: str | os.PathLike, config: str | None = None, split: str | None
         ds = _undecode_videos(ds)
     if not streaming:
         # dtype=None: keep the stored dtype (datasets' numpy formatter casts floats to float32, ints to int64)
-        return ds.with_format("numpy", dtype=None)
+        return ds.with_format(FORMAT_TYPE, dtype=None)
     # streaming: datasets' IterableDataset formatter takes no dtype, so floats arrive as float32 and ints as
     # int64 (lossless); `restore_dtypes(example, ds.features)` casts back to the declared dtypes
     return ds.with_format("numpy")
@@ -207,7 +216,8 @@ def _cache_dir(folder: Path) -> str:
         m = json.loads((folder / MANIFEST_NAME).read_text())
         shas = sorted(r["sha256"] for e in m["configs"].values() for r in e["shards"].values())
     except (OSError, ValueError, KeyError):
-        shas = sorted(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in folder.rglob("*.tar"))
+        shas = sorted(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in folder.rglob("*")
+                      if SHARD_RE.match(p.name))
     digest = hashlib.sha256(json.dumps([str(folder.resolve()), shas]).encode()).hexdigest()[:20]
     return str(Path(ds_config.HF_DATASETS_CACHE) / "vidalign" / digest)
 
@@ -235,3 +245,186 @@ def torchcodec_available() -> bool:
     except Exception:  # ImportError, or OSError/RuntimeError when FFmpeg libraries are missing
         return False
     return True
+
+
+def _refuse_pickle_members(folder: Path) -> None:
+    """Refuse a folder whose manifest lists a pickle-capable member (``datasets`` would hand its bytes to code
+    that may unpickle them); without a manifest, the first sample of each shard folder is looked at."""
+    import json
+
+    try:
+        m = json.loads((folder / MANIFEST_NAME).read_text())
+        for entry in m.get("configs", {}).values():
+            for rel, rec in entry.get("shards", {}).items():
+                for member in rec.get("members", []):
+                    check_safe_member(member, f"{folder}/{rel}")
+        return
+    except (OSError, ValueError, AttributeError):
+        pass
+    from vidalign.shards import iter_shard_samples
+
+    for shard in sorted(p for p in folder.rglob("*") if SHARD_RE.match(p.name)):
+        next(iter_shard_samples(shard, decode=False), None)  # refuses pickle-capable members by name
+
+
+# -- the "vidalign" formatter ----------------------------------------------------------------------------------
+FORMAT_TYPE = "vidalign"
+
+
+def _leaf_array(arr):
+    """Arrow nested lists (``ArrayND`` storage included) of a numeric leaf → ndarray of one rectangular row, or
+    ``None`` when the column is not such an array (ragged rows, strings, structs inside)."""
+    import numpy as np
+    import pyarrow as pa
+
+    shape = []
+    cur = arr
+    while True:
+        if isinstance(cur.type, pa.ExtensionType):
+            cur = cur.storage
+            continue
+        if pa.types.is_list(cur.type) or pa.types.is_large_list(cur.type) or pa.types.is_fixed_size_list(cur.type):
+            if cur.null_count:
+                return None
+            lengths = np.asarray(cur.value_lengths())
+            if len(lengths) and (lengths != lengths[0]).any():
+                return None
+            shape.append(int(lengths[0]) if len(lengths) else 0)
+            cur = cur.flatten()
+            continue
+        break
+    if not (pa.types.is_integer(cur.type) or pa.types.is_floating(cur.type) or pa.types.is_boolean(cur.type)) \
+            or cur.null_count or len(shape) < 2:
+        return None
+    return cur.to_numpy(zero_copy_only=False).reshape(shape)
+
+
+def _nested_arrays(pa_type) -> bool:
+    """A column worth the fast path: a list (of lists ...) of ``ArrayND``, or a struct holding one."""
+    import pyarrow as pa
+
+    if isinstance(pa_type, pa.ExtensionType):
+        return False  # a top-level ArrayND: datasets reads it fast already
+    if pa.types.is_struct(pa_type):
+        return any(_nested_arrays(pa_type.field(i).type) or isinstance(pa_type.field(i).type, pa.ExtensionType)
+                   for i in range(pa_type.num_fields))
+    depth, t = 0, pa_type
+    while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or \
+            isinstance(t, pa.ExtensionType):
+        t = t.storage_type if isinstance(t, pa.ExtensionType) else t.value_type
+        depth += 1
+    return depth >= 2 and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t))
+
+
+def _fast_value(arr, fallback):
+    """One row (a length-1 Arrow array) of a nested array column, or ``fallback()`` when it is not rectangular."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(arr.type):
+        out = {}
+        for i, child in enumerate(arr.flatten()):
+            name = arr.type.field(i).name
+            v = _leaf_array(child) if _nested_arrays(child.type) or isinstance(child.type, pa.ExtensionType) \
+                else None
+            out[name] = v
+        if any(v is None for v in out.values()):
+            full = fallback()
+            return {k: (full[k] if v is None else v) for k, v in out.items()}
+        return out
+    v = _leaf_array(arr)
+    return fallback() if v is None else v
+
+
+def _make_formatter():
+    from datasets.formatting import NumpyFormatter
+
+    class VidalignFormatter(NumpyFormatter):
+        """numpy rows, with nested array columns read straight from Arrow (see :mod:`vidalign.data`)."""
+
+        def format_row(self, pa_table):
+            fast = [c for c in pa_table.column_names if _nested_arrays(pa_table.schema.field(c).type)]
+            if not fast:
+                return super().format_row(pa_table)
+            rest = pa_table.drop_columns(fast)
+            row = dict(super().format_row(rest)) if rest.num_columns else {}
+            for c in fast:
+                col = pa_table.column(c).combine_chunks()
+                row[c] = _fast_value(col, lambda c=c: super(VidalignFormatter, self).format_row(
+                    pa_table.select([c]))[c])
+            return {c: row[c] for c in pa_table.column_names}
+
+        def format_batch(self, pa_table):
+            fast = [c for c in pa_table.column_names if _nested_arrays(pa_table.schema.field(c).type)]
+            if not fast:
+                return super().format_batch(pa_table)
+            rest = pa_table.drop_columns(fast)
+            batch = dict(super().format_batch(rest)) if rest.num_columns else {}
+            for c in fast:
+                rows = [self.format_row(pa_table.select([c]).slice(i, 1))[c] for i in range(pa_table.num_rows)]
+                batch[c] = self._consolidate(rows)  # one stacked array, or an object array (ragged, dicts)
+            return {c: batch[c] for c in pa_table.column_names}
+
+    return VidalignFormatter
+
+
+def _register_formatter() -> None:
+    # datasets has no public registry; this is how it registers its own formatters (datasets.formatting)
+    from datasets import formatting
+
+    if FORMAT_TYPE not in formatting._FORMAT_TYPES:
+        formatting._register_formatter(_make_formatter(), FORMAT_TYPE)
+
+
+try:
+    _register_formatter()
+except ImportError:  # datasets is a dependency; pure streaming use works without it
+    pass
+
+
+# -- collate ------------------------------------------------------------------------------------------------------
+def collate(examples: list[dict], pad_value: Any = 0, as_tensors: bool = True) -> dict:
+    """Batch a list of samples/rows (``DataLoader(collate_fn=vidalign.data.collate)``).
+
+    Arrays of equal shape are stacked; arrays of equal rank but different shapes (masks ``[V, N, H, W]`` with a
+    varying object count ``N``) are padded with ``pad_value`` (False for bool) to the largest size of each dim,
+    and ``<name>.shape`` gives each example's own shape (int64 ``[B, rank]``) so padding can be masked out.
+    Dicts (json, npz members) are collated field by field; everything else becomes a list. ``as_tensors``:
+    torch tensors (when torch is installed) instead of numpy arrays.
+    """
+    import numpy as np
+
+    if not examples:
+        return {}
+    out: dict = {}
+    for key in examples[0]:
+        values = [e.get(key) for e in examples]
+        if all(isinstance(v, dict) for v in values):
+            out[key] = collate(values, pad_value, as_tensors)
+            continue
+        arrs = [np.asarray(v) if isinstance(v, (np.ndarray, np.generic, bool, int, float)) and
+                not isinstance(v, str) else None for v in values]
+        if any(a is None for a in arrs) or len({a.ndim for a in arrs}) != 1 or \
+                len({a.dtype for a in arrs}) != 1:
+            out[key] = values
+            continue
+        shapes = np.array([a.shape for a in arrs], dtype=np.int64).reshape(len(arrs), -1)
+        if (shapes == shapes[0]).all():
+            batch = np.stack(arrs)
+        else:
+            top = shapes.max(axis=0)
+            batch = np.full((len(arrs), *top), pad_value, dtype=arrs[0].dtype)
+            for i, a in enumerate(arrs):
+                batch[(i, *[slice(0, d) for d in a.shape])] = a
+            out[f"{key}.shape"] = _tensor(shapes, as_tensors)
+        out[key] = _tensor(batch, as_tensors)
+    return out
+
+
+def _tensor(a, as_tensors: bool):
+    if not as_tensors:
+        return a
+    try:
+        import torch
+    except ImportError:
+        return a
+    return torch.from_numpy(a)

@@ -7,8 +7,11 @@ samples and shards (:func:`merge`), and the card declares the result (:func:`fea
 - arrays become ``ArrayND`` (dtype kept, fixed trailing dims, dynamic first dim), wrapped in ``List`` for the
   leading dims that vary between samples (e.g. a mask ``[V, N, H, W]`` with varying ``N`` is
   ``List(Array3D((None, H, W)))``: ``with_format("numpy")`` still returns one ``[V, N, H, W]`` array);
-- ``.npz`` members become a struct of such arrays; ``json`` a struct inferred with Arrow;
-- videos become ``Video()``, images ``Image()``, text ``Value("string")``.
+- ``.npz`` members become a struct of such arrays; ``json`` a struct inferred with Arrow, a column member
+  ``<field>.json`` the field's own type (``Value("int64")``, ``List(...)``, ...);
+- videos become ``Video()``, images ``Image()``, text ``Value("string")``; ``<member>.gz`` is typed as
+  ``<member>`` (``datasets`` decompresses it);
+- a Parquet config's columns (:func:`table_features`): ``__key__``, the json fields, then the other members.
 
 Summaries are JSON so that each shard's record in the manifest carries its own, and a merge of sliced builds
 needs no shard reads.
@@ -21,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from vidalign.errors import VidalignError
-from vidalign.format import BYTES_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, member_extension
+from vidalign.format import (
+    BYTES_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    KEY_COLUMN,
+    VIDEO_EXTENSIONS,
+    logical_member,
+    member_extension,
+)
 
 _ARRAY_CLASSES = {2: "Array2D", 3: "Array3D", 4: "Array4D", 5: "Array5D"}
 
@@ -41,9 +51,11 @@ def _json_features(obj: Any) -> list:
 
 def summarize(member: str, value: Any) -> dict:
     """JSON summary of one decoded member value (what its feature needs)."""
-    ext = member_extension(member)
+    ext = member_extension(logical_member(member))
     if ext == "json":
-        return {"kind": "json", "features": _json_features(value)}
+        if isinstance(value, dict):
+            return {"kind": "json", "features": _json_features(value)}
+        return {"kind": "jsonvalue", "features": _json_features({"value": value})}
     if ext == "npy":
         return _array_summary(np.asarray(value))
     if ext == "npz":
@@ -96,8 +108,8 @@ def merge(a: dict | None, b: dict, where: str = "member") -> dict:
                                 f"{sorted(b['arrays'])}); every sample must store the same arrays")
         return {"kind": "npz", "arrays": {k: _merge_array(a["arrays"][k], b["arrays"][k], f"{where}[{k}]")
                                           for k in a["arrays"]}}
-    if a["kind"] == "json":
-        return {"kind": "json", "features": _merge_json(a["features"], b["features"])}
+    if a["kind"] in ("json", "jsonvalue"):
+        return {"kind": a["kind"], "features": _merge_json(a["features"], b["features"])}
     return a
 
 
@@ -146,6 +158,8 @@ def to_feature(summary: dict):
         return {k: _array_feature(v) for k, v in summary["arrays"].items()}
     if kind == "json":
         return datasets.Features._from_yaml_list(summary["features"])
+    if kind == "jsonvalue":
+        return datasets.Features._from_yaml_list(summary["features"])["value"]
     if kind == "video":
         return datasets.Video()
     if kind == "image":
@@ -161,9 +175,26 @@ def to_features(summaries: dict[str, dict]):
     return datasets.Features({member: to_feature(s) for member, s in summaries.items()})
 
 
-def features_yaml(summaries: dict[str, dict]) -> list:
-    """The card's ``dataset_info.features`` list."""
-    return to_features(summaries)._to_yaml_list()
+def table_features(summaries: dict[str, dict]):
+    """Features of a Parquet config: ``__key__``, one column per json field, one per other member."""
+    import datasets
+
+    feats = {KEY_COLUMN: datasets.Value("string")}
+    if "json" in summaries:
+        feats.update(to_feature(summaries["json"]))
+    feats.update({m: to_feature(s) for m, s in summaries.items() if m != "json"})
+    return datasets.Features(feats)
+
+
+def features_yaml(summaries: dict[str, dict], tabular: bool = False) -> list:
+    """The card's ``dataset_info.features`` list (a WebDataset config's members, or a Parquet config's columns,
+    each led by ``__key__``)."""
+    import datasets
+
+    if tabular:
+        return table_features(summaries)._to_yaml_list()
+    feats = datasets.Features({KEY_COLUMN: datasets.Value("string"), **to_features(summaries)})
+    return feats._to_yaml_list()
 
 
 def describe(summary: dict) -> str:
@@ -177,8 +208,23 @@ def describe(summary: dict) -> str:
     if kind == "json":
         names = [f["name"] for f in summary["features"]]
         return "json {" + ", ".join(names) + "}"
+    if kind == "jsonvalue":
+        return _yaml_type(summary["features"][0])
     return kind
 
 
-__all__ = ["summarize", "merge", "merge_all", "to_feature", "to_features", "features_yaml", "describe",
-           "BYTES_EXTENSIONS"]
+def _yaml_type(entry: dict) -> str:
+    """``{"name": "seed", "dtype": "int64"}`` → ``int64``; nested types in short form."""
+    if "dtype" in entry:
+        d = entry["dtype"]
+        return d if isinstance(d, str) else "struct"
+    if "list" in entry:
+        inner = entry["list"]
+        return f"list[{_yaml_type(inner) if isinstance(inner, dict) else inner}]"
+    if "struct" in entry:
+        return "struct {" + ", ".join(f["name"] for f in entry["struct"]) + "}"
+    return "?"
+
+
+__all__ = ["summarize", "merge", "merge_all", "to_feature", "to_features", "table_features", "features_yaml",
+           "describe", "BYTES_EXTENSIONS"]

@@ -2,10 +2,11 @@
 
 Structure (format :data:`vidalign.format.FORMAT_VERSION`)::
 
-    {"format_version": "1.0", "package_version": "0.1.0", "updated": "<iso time>",
+    {"format_version": "2.0", "package_version": "0.1.0", "updated": "<iso time>",
      "configs": {"<config>": {
          "builder": "kubric-drop", "args": {...}, "options": {"seed": 0, "samples_per_shard": 8, ...},
          "command": "vidalign build kubric-drop --out ...", "seed": 0,
+         "container": "webdataset",                                    # or "parquet" (absent in format 1.0)
          "splits": {"<split>": {"shards": 4, "samples": 32}},          # the plan
          "shards": {"data/<config>/<split>-00000-of-00004.tar": {ShardRecord}, ...},
          "rejected": [{"input": ..., "reason": ..., "shard": ...}],
@@ -28,11 +29,16 @@ from vidalign.errors import VidalignError
 from vidalign.format import (
     DATA_DIR,
     FORMAT_VERSION,
+    KEY_COLUMN,
     MANIFEST_NAME,
     MANIFEST_PARTS_DIR,
+    PARQUET,
+    READABLE_MAJORS,
     SHARD_RE,
     TMP_SUFFIX,
+    container_of,
     dumps_json,
+    is_pickle_member,
 )
 
 
@@ -68,9 +74,10 @@ def load(folder: str | os.PathLike, missing_ok: bool = False) -> dict:
     if not isinstance(m, dict) or "configs" not in m or "format_version" not in m:
         raise VidalignError(f"{path}: field 'configs'/'format_version' missing; not a vidalign manifest")
     major = str(m["format_version"]).split(".")[0]
-    if major != FORMAT_VERSION.split(".")[0]:
+    if major not in READABLE_MAJORS:
         raise VidalignError(f"{path}: format_version {m['format_version']} is not readable by this vidalign "
-                            f"(format {FORMAT_VERSION}); install a matching vidalign version")
+                            f"(it reads formats {', '.join(v + '.x' for v in READABLE_MAJORS)}); install a "
+                            "matching vidalign version")
     return m
 
 
@@ -82,6 +89,9 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def save(folder: str | os.PathLike, manifest: dict, name: str = MANIFEST_NAME) -> Path:
+    """Write the manifest atomically; a folder written by this vidalign is in its format (a 2.0 folder may hold
+    1.0 configs: every 1.0 shard is a valid 2.0 shard)."""
+    manifest["format_version"] = FORMAT_VERSION
     manifest["updated"] = now()
     manifest["package_version"] = __version__
     path = Path(folder) / name
@@ -142,10 +152,11 @@ def merge_parts(folder: str | os.PathLike) -> dict:
 def verify(folder: str | os.PathLike, check_samples: bool = True) -> list[str]:
     """Every problem of a dataset folder as one line each (empty list: the folder is sound).
 
-    Checks each listed shard's size, sha256 and (``check_samples``) sample count, key range and members;
-    shards on disk that the manifest does not list; planned shards that are missing.
+    Checks each listed shard's size, sha256 and (``check_samples``) sample count, key range and members (tar or
+    Parquet); pickle-capable members, whether a shard holds them or the manifest lists them; shards on disk that
+    the manifest does not list; planned shards that are missing; unfinished temporary shards.
     """
-    from vidalign.shards import iter_tar_samples, sha256_file
+    from vidalign.shards import sha256_file
 
     folder = Path(folder)
     manifest = load(folder)
@@ -158,6 +169,11 @@ def verify(folder: str | os.PathLike, check_samples: bool = True) -> list[str]:
                             "rerun the build with --resume")
         for rel, rec in sorted(entry["shards"].items()):
             listed.add(rel)
+            bad = [m for m in rec.get("members", []) if is_pickle_member(m)]
+            if bad:
+                problems.append(f"{rel}: member {bad[0]!r} is pickle-capable (loading it can run code); the "
+                                "manifest lists it, vidalign refuses it: rebuild without it")
+                continue
             path = folder / rel
             if not path.exists():
                 problems.append(f"{rel}: listed in the manifest but missing on disk")
@@ -170,24 +186,8 @@ def verify(folder: str | os.PathLike, check_samples: bool = True) -> list[str]:
             if digest != rec["sha256"]:
                 problems.append(f"{rel}: sha256 mismatch (file {digest[:12]}…, manifest {rec['sha256'][:12]}…)")
                 continue
-            if not check_samples:
-                continue
-            try:
-                keys, members_ok = [], True
-                for s in iter_tar_samples(path, decode=False, source=rel):
-                    keys.append(s["__key__"])
-                    members_ok &= sorted(k for k in s if not k.startswith("__")) == sorted(rec["members"])
-            except VidalignError as exc:
-                problems.append(str(exc))
-                continue
-            if len(keys) != rec["samples"] or len(set(keys)) != len(keys):
-                problems.append(f"{rel}: {len(keys)} samples ({len(set(keys))} distinct keys), manifest says "
-                                f"{rec['samples']}")
-            elif keys and (keys[0] != rec["first_key"] or keys[-1] != rec["last_key"]):
-                problems.append(f"{rel}: key range {keys[0]}..{keys[-1]} differs from the manifest's "
-                                f"{rec['first_key']}..{rec['last_key']}")
-            elif not members_ok:
-                problems.append(f"{rel}: a sample's members differ from the manifest's {rec['members']}")
+            if check_samples:
+                problems += _check_samples(path, rel, rec)
     data = folder / DATA_DIR
     if data.is_dir():
         for path in sorted(data.rglob("*")):
@@ -195,6 +195,36 @@ def verify(folder: str | os.PathLike, check_samples: bool = True) -> list[str]:
             if path.is_file() and SHARD_RE.match(path.name) and rel not in listed:
                 problems.append(f"{rel}: shard on disk is not listed in the manifest (a killed build?); "
                                 "rerun with --resume or delete it")
-            elif path.name.endswith(".tar" + TMP_SUFFIX):
+            elif path.name.endswith(TMP_SUFFIX) and SHARD_RE.match(path.name[: -len(TMP_SUFFIX)]):
                 problems.append(f"{rel}: unfinished temporary shard; rerun the build with --resume")
     return problems
+
+
+def _check_samples(path: Path, rel: str, rec: dict) -> list[str]:
+    """Count, key range and members of one shard against its manifest record."""
+    from vidalign.shards import iter_tar_samples
+
+    try:
+        keys, members_ok = [], True
+        if container_of(rel) == PARQUET:
+            from vidalign.parquet import _open, iter_parquet_samples
+
+            names = _open(path, rel).schema_arrow.names
+            on_disk = sorted([n for n in names if "." in n] + (["json"] if any(
+                "." not in n and n != KEY_COLUMN for n in names) else []))
+            members_ok = on_disk == sorted(rec["members"])
+            keys = [s["__key__"] for s in iter_parquet_samples(path, members=set(), source=rel)]
+        else:
+            for s in iter_tar_samples(path, raw=True, source=rel):
+                keys.append(s["__key__"])
+                members_ok &= sorted(k for k in s if not k.startswith("__")) == sorted(rec["members"])
+    except VidalignError as exc:
+        return [str(exc)]
+    if len(keys) != rec["samples"] or len(set(keys)) != len(keys):
+        return [f"{rel}: {len(keys)} samples ({len(set(keys))} distinct keys), manifest says {rec['samples']}"]
+    if keys and (keys[0] != rec["first_key"] or keys[-1] != rec["last_key"]):
+        return [f"{rel}: key range {keys[0]}..{keys[-1]} differs from the manifest's "
+                f"{rec['first_key']}..{rec['last_key']}"]
+    if not members_ok:
+        return [f"{rel}: a sample's members differ from the manifest's {rec['members']}"]
+    return []

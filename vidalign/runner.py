@@ -21,15 +21,15 @@ from vidalign.builder import (
 )
 from vidalign.errors import VidalignError
 from vidalign.executors import run_tasks
-from vidalign.format import DATA_DIR, MANIFEST_PARTS_DIR
-from vidalign.shards import ShardRecord, ShardWriter, sha256_file
+from vidalign.format import DATA_DIR, MANIFEST_PARTS_DIR, TMP_SUFFIX, WEBDATASET
+from vidalign.shards import ShardRecord, open_writer, sha256_file
 
 
 def build_job(name: str, args: dict, builder_opts: dict, job: ShardJob, out: str) -> dict:
     """Write one shard (runs in a worker process): returns its manifest record as a dict."""
     builder = make_builder(name, args, **builder_opts)
     rejected: list[dict] = []
-    with ShardWriter(out, job.relpath) as writer:
+    with open_writer(out, job.relpath, layout=builder.layout(job.config)) as writer:
         for item in builder.build_shard(job):
             if isinstance(item, Rejected):
                 rejected.append({"input": item.input, "reason": item.reason})
@@ -52,7 +52,7 @@ def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = N
                     "shard_size": opts.shard_size}
     builder = make_builder(name, args, **builder_opts)
     command = command or equivalent_command(name, builder.args_dict(), opts)
-    jobs = builder.plan()
+    jobs = with_containers(builder, builder.plan())
     if not jobs:
         raise VidalignError(f"builder {name!r}: the plan is empty (no samples requested?)")
     rels = [j.relpath for j in jobs]
@@ -74,6 +74,8 @@ def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = N
         s = splits.setdefault(j.config, {}).setdefault(j.split, {"shards": 0, "samples": 0})
         s["shards"] += 1
         s["samples"] += j.stop - j.start
+    containers = {j.config: builder.layout(j.config).container for j in jobs}
+    check_one_container(out, manifest, containers, opts.overwrite)
     for config, config_splits in splits.items():
         entry = manifest["configs"].get(config)
         same = entry is not None and entry["builder"] == name and entry["args"] == args_json \
@@ -92,8 +94,8 @@ def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = N
                 shutil.rmtree(out / DATA_DIR / config, ignore_errors=True)
             manifest["configs"][config] = {
                 "builder": name, "description": builder.description, "args": args_json, "options": options_json,
-                "seed": opts.seed, "command": command or "", "splits": config_splits, "shards": {},
-                "rejected": [], "complete": False,
+                "seed": opts.seed, "command": command or "", "container": containers[config],
+                "splits": config_splits, "shards": {}, "rejected": [], "complete": False,
             }
         elif command:
             manifest["configs"][config]["command"] = command
@@ -106,8 +108,12 @@ def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = N
             continue
         manifest["configs"][j.config]["shards"].pop(j.relpath, None)
         todo.append(j)
+    old = sorted({j.config for j in todo if "container" not in manifest["configs"][j.config]})
+    if old:  # a format-1.0 config: its shards have the 1.0 members; new ones would not match them
+        raise VidalignError(f"{out}: config {old[0]!r} was built by a format-1.0 vidalign and cannot be completed "
+                            "in format 2.0; rebuild it with --overwrite (its finished shards stay readable as is)")
     for j in todo:  # leftovers of a killed run
-        (out / (j.relpath + ".tmp")).unlink(missing_ok=True)
+        (out / (j.relpath + TMP_SUFFIX)).unlink(missing_ok=True)
     mf.save(out, manifest, manifest_name)
 
     t0 = time.perf_counter()
@@ -141,18 +147,68 @@ def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = N
     return manifest
 
 
+def with_containers(builder: Builder, jobs: list[ShardJob]) -> list[ShardJob]:
+    """The plan's jobs with the shard extension of their config's declared container (``.tar``/``.parquet``)."""
+    out = []
+    for j in jobs:
+        ext = builder.layout(j.config).ext
+        out.append(j if j.ext == ext else dataclasses.replace(j, ext=ext))
+    return out
+
+
+def check_one_container(out: Path, manifest: dict, containers: dict[str, str], overwrite: bool) -> None:
+    """Refuse a build that would mix tar and Parquet configs in one folder: ``datasets`` picks one loader for
+    a whole repository from its first config's files (huggingface/datasets#7101), so one config would not load."""
+    kinds = {c: k for c, k in containers.items()}
+    for config, entry in manifest["configs"].items():
+        if config in containers and overwrite:
+            continue
+        kinds.setdefault(config, entry.get("container", WEBDATASET))
+    if len(set(kinds.values())) > 1:
+        by = {k: sorted(c for c, v in kinds.items() if v == k) for k in set(kinds.values())}
+        raise VidalignError(f"{out}: configs {by} would mix tar and Parquet shards in one folder, and datasets loads "
+                            "a folder with one loader (huggingface/datasets#7101); build into another --out")
+
+
 def finish(out: Path, manifest: dict, builder: Builder | None = None) -> None:
-    """Write the card (and the builders' previews) once configs are complete."""
+    """Write the card once configs are complete; the builder of this run (or, after a merge, every complete
+    config's builder) writes its previews first. The card has one builder instance per config."""
     from vidalign.card import write_card
 
-    builders = {}
-    for entry in manifest["configs"].values():
-        if entry["complete"] and entry["builder"] not in builders:
-            builders[entry["builder"]] = builder if builder is not None and builder.name == entry["builder"] else \
-                make_builder(entry["builder"], entry["args"], seed=entry.get("seed", 0))
-    for b in builders.values():
-        b.finalize(out, manifest)
+    builders = card_builders(manifest, builder)
+    if builder is not None:
+        builder.finalize(out, manifest)
+    else:
+        for b in {id(b): b for b in builders.values()}.values():
+            b.finalize(out, manifest)
     write_card(out, manifest, builders)
+
+
+def card_builders(manifest: dict, builder: Builder | None = None) -> dict[str, Builder]:
+    """Config name → builder instance for the card: ``builder`` for the configs it made, a fresh instance from
+    the manifest's arguments for the others (one per builder, arguments and seed)."""
+    import json
+
+    made: dict[str, Builder] = {}
+    out = {}
+    for config, entry in manifest["configs"].items():
+        if not entry["complete"]:
+            continue
+        same = builder is not None and builder.name == entry["builder"] and builder.args_dict() == entry["args"] \
+            and builder.seed == entry.get("seed", 0)
+        sig = json.dumps([entry["builder"], entry["args"], entry.get("seed", 0)], sort_keys=True, default=str)
+        if same:
+            out[config] = builder
+        else:
+            if sig not in made:
+                try:
+                    made[sig] = make_builder(entry["builder"], entry["args"], seed=entry.get("seed", 0))
+                except VidalignError as exc:  # e.g. an input file of an older build moved: no builder notes
+                    print(f"card: config {config!r}: builder notes skipped ({exc})")
+                    made[sig] = None
+            if made[sig] is not None:
+                out[config] = made[sig]
+    return out
 
 
 def merge_manifests(out: Path) -> dict:

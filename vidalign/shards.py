@@ -1,8 +1,13 @@
-"""Writing and reading WebDataset shards (see :mod:`vidalign.format` for the layout).
+"""Writing and reading shards (see :mod:`vidalign.format` for the layout).
 
 :class:`ShardWriter` writes ``<shard>.tar.tmp``, hashing as it goes, and renames it to ``<shard>.tar`` only when
 :meth:`ShardWriter.close` is reached: a killed build never leaves a shard that looks complete. Tar headers are
-normalised (mtime 0, uid/gid 0, mode 644) so the same samples always give the same bytes and sha256.
+normalised (mtime 0, uid/gid 0, mode 644) so the same samples always give the same bytes and sha256. Parquet
+shards (:mod:`vidalign.parquet`) follow the same contract; :func:`open_writer` picks the writer by extension and
+:func:`iter_shard_samples` is the one reader of both.
+
+Readers return samples as builders wrote them: ``{"__key__", "__url__", member: value}``, with ``json`` the
+whole metadata record; a ``<member>.gz`` comes back decompressed as ``<member>``.
 """
 
 from __future__ import annotations
@@ -21,10 +26,19 @@ from vidalign import features as feats
 from vidalign.errors import VidalignError
 from vidalign.format import (
     DATA_DIR,
+    GZIP_SUFFIX,
     MEMBER_RE,
+    PARQUET,
     TMP_SUFFIX,
+    Layout,
+    check_safe_member,
+    column_members,
+    container_of,
     decode_member,
     encode_member,
+    gunzip_bytes,
+    logical_member,
+    member_extension,
     safe_member_path,
     split_member,
 )
@@ -98,10 +112,13 @@ class ShardWriter:
     >>> w.record.sha256  # doctest: +SKIP
 
     Every sample must have the same member names (the WebDataset loader of ``datasets`` requires it);
-    ``json`` is written first so streaming readers see metadata before media.
+    ``json`` is written first so streaming readers see metadata before media. ``layout`` adds the declared
+    column members (copies of json fields) and gzip-compresses the declared members (``<member>.gz``).
     """
 
-    def __init__(self, root: str | os.PathLike, relpath: str, summarize: bool = True, fsync: bool = False):
+    def __init__(self, root: str | os.PathLike, relpath: str, summarize: bool = True, fsync: bool = False,
+                 layout: Layout | None = None):
+        self.layout = layout or Layout()
         self.root = Path(root)
         self.relpath = relpath
         self.path = self.root / relpath
@@ -121,14 +138,16 @@ class ShardWriter:
         self.record: ShardRecord | None = None
         self._t0 = time.perf_counter()
 
-    def _add(self, name: str, data: bytes) -> None:
-        # the header tarfile would write (GNU format), then the data in one write: no 16 KB copy loop
+    def _add(self, name: str, parts: list) -> None:
+        # the header tarfile would write (GNU format), then the data parts (bytes or zero-copy views of an array)
+        size = sum(len(p) for p in parts)
         info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
+        info.size, info.mtime, info.mode, info.uid, info.gid = size, 0, 0o644, 0, 0
         info.uname = info.gname = ""
         self._hash.write(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
-        self._hash.write(data)
-        pad = -len(data) % tarfile.BLOCKSIZE
+        for p in parts:
+            self._hash.write(p)
+        pad = -size % tarfile.BLOCKSIZE
         if pad:
             self._hash.write(tarfile.NUL * pad)
 
@@ -145,6 +164,7 @@ class ShardWriter:
             raise VidalignError(f"sample key {key!r} is invalid: keys must be non-empty without '.' or '/'")
         if key in self._keys:
             raise VidalignError(f"{self.relpath}: duplicate sample key {key!r}")
+        sample = self._physical(key, sample)
         members = sorted(sample, key=lambda m: (m != "json", m))
         if self._members is None:
             bad = [m for m in members if not MEMBER_RE.match(m)]
@@ -157,7 +177,7 @@ class ShardWriter:
                 f"{self._members}; every sample must have the same members"
             )
         for m in members:
-            self._add(f"{key}.{m}", encode_member(m, sample[m]))
+            self._add(f"{key}.{m}", encode_parts(m, sample[m]))
             if self._summarize:
                 self._update_schema(m, sample[m])
         self._keys.add(key)
@@ -165,10 +185,22 @@ class ShardWriter:
         self.first_key = self.first_key or key
         self.last_key = key
 
+    def _physical(self, key: str, sample: dict[str, Any]) -> dict[str, Any]:
+        """The members as stored: declared columns added, declared members renamed ``<member>.gz``."""
+        where = f"{self.relpath}: sample {key!r}"
+        for m in sample:
+            check_safe_member(m, where)
+        lay = self.layout
+        if not lay.columns and not lay.gzip:
+            return sample
+        out = {(m + GZIP_SUFFIX if m in lay.gzip else m): v for m, v in sample.items()}
+        out.update(column_members(sample.get("json"), lay.columns, where))
+        return out
+
     def _update_schema(self, member: str, value: Any) -> None:
         # Arrow schema inference of a json member costs ~1 ms; metadata usually repeats its structure, so
         # infer only when the structural signature (keys and value types, recursively) is new
-        if member == "json":
+        if member_extension(logical_member(member)) == "json":
             sig = (member, _structure(value))
             if sig in self._seen:
                 return
@@ -209,6 +241,34 @@ class ShardWriter:
             self.abort()
 
 
+def encode_parts(member: str, value: Any) -> list:
+    """:func:`~vidalign.format.encode_member` as a list of buffers: a large C-contiguous ``.npy`` array is its
+    header plus a view of the array's memory (byte-identical to ``numpy.save``, without its two copies)."""
+    import numpy as np
+
+    if member_extension(member) == "npy" and isinstance(value, np.ndarray) and value.nbytes >= 1 << 16 \
+            and value.flags.c_contiguous and value.dtype != object and value.ndim >= 1:
+        return [npy_header(value), memoryview(value).cast("B")]
+    return [encode_member(member, value)]
+
+
+def npy_header(arr) -> bytes:
+    """The ``.npy`` header ``numpy.save`` writes for ``arr`` (format 1.0, or 2.0 when the header is too long)."""
+    import io
+
+    import numpy as np
+
+    fmt = np.lib.format
+    buf = io.BytesIO()
+    d = fmt.header_data_from_array_1_0(arr)
+    try:
+        fmt.write_array_header_1_0(buf, d)
+    except ValueError:
+        buf = io.BytesIO()
+        fmt.write_array_header_2_0(buf, d)
+    return buf.getvalue()
+
+
 def _structure(obj: Any) -> Any:
     """Hashable signature of a JSON value's structure: dict keys and the types of values, recursively."""
     if isinstance(obj, dict):
@@ -221,7 +281,12 @@ def _structure(obj: Any) -> Any:
 def count_samples(path: str | os.PathLike) -> int:
     """Samples in a local shard, from its tar headers only (seeks over member data: nothing is read or decoded).
 
-    Lets a resumed stream pass over whole shards it already consumed instead of re-reading them."""
+    Lets a resumed stream pass over whole shards it already consumed instead of re-reading them. A Parquet
+    shard's count comes from its footer."""
+    if container_of(str(path)) == PARQUET:
+        from vidalign.parquet import count_rows
+
+        return count_rows(path)
     keys = set()
     try:
         with tarfile.open(path, mode="r:") as tar:
@@ -279,12 +344,14 @@ def _iter_members(f, name: str) -> Iterator[tuple[str, bytes]]:
 
 
 def iter_tar_samples(path_or_fileobj, decode: bool = True, members: set[str] | None = None,
-                     source: str | None = None) -> Iterator[dict[str, Any]]:
-    """Samples of one shard, in order, as dicts ``{"__key__": key, member: value}``.
+                     source: str | None = None, raw: bool = False) -> Iterator[dict[str, Any]]:
+    """Samples of one tar shard, in order, as dicts ``{"__key__": key, "__url__": source, member: value}``.
 
     Reads the tar sequentially (works on pipes and remote file objects). ``decode`` applies
-    :func:`vidalign.format.decode_member`; ``members`` keeps only those member names. Member paths are
-    guarded; a truncated or corrupt archive raises a one-line :class:`VidalignError` naming it.
+    :func:`vidalign.format.decode_member`; ``members`` keeps only those member names. Members are named as
+    builders wrote them (``depth.npy.gz`` is returned decompressed as ``depth.npy``); ``raw`` returns the stored
+    members untouched (names and bytes, for checksumming tools). Member paths are guarded, pickle-capable members
+    refused; a truncated or corrupt archive raises a one-line :class:`VidalignError` naming it.
     """
     name = source or str(path_or_fileobj)
     own = not hasattr(path_or_fileobj, "read")
@@ -299,14 +366,23 @@ def iter_tar_samples(path_or_fileobj, decode: bool = True, members: set[str] | N
             key, member = split_member(member_name)
             if not member:
                 continue
+            check_safe_member(member, f"{name}: sample {key!r}")
             if current and current["__key__"] != key:
                 yield current
                 current = {}
             if not current:
                 current = {"__key__": key, "__url__": name}
-            if members is not None and member not in members:
+            if raw:
+                if members is None or member in members:
+                    current[member] = data
                 continue
-            current[member] = decode_member(member, data) if decode else data
+            logical = logical_member(member)
+            if members is not None and logical not in members:
+                continue
+            if decode:
+                current[logical] = decode_member(member, data)
+            else:
+                current[logical] = gunzip_bytes(data, member) if logical != member else data
     except OSError as exc:
         raise VidalignError(f"{name}: shard is unreadable ({exc}); rebuild or re-download it") from exc
     finally:
@@ -316,8 +392,78 @@ def iter_tar_samples(path_or_fileobj, decode: bool = True, members: set[str] | N
         yield current
 
 
+def iter_shard_samples(path_or_fileobj, decode: bool = True, members: set[str] | None = None,
+                       source: str | None = None) -> Iterator[dict[str, Any]]:
+    """Samples of one shard of either container (``.tar`` or ``.parquet``), as builders wrote them.
+
+    The one sample reader of the core: a path is dispatched by its extension, a file object by its first bytes
+    (``PAR1`` is Parquet). Parquet rows come back as ``{"__key__", "json": {fields}, member: value}``; with
+    ``decode=False`` tar members stay bytes while Parquet columns arrive decoded (there are no member bytes).
+    """
+    name = source or str(path_or_fileobj)
+    if hasattr(path_or_fileobj, "read"):
+        f = _Peekable(path_or_fileobj)
+        if f.peek(4) == b"PAR1":
+            from vidalign.parquet import iter_parquet_samples
+
+            yield from iter_parquet_samples(f.rest(), decode=decode, members=members, source=name)
+        else:
+            yield from iter_tar_samples(f, decode=decode, members=members, source=name)
+        return
+    if container_of(str(path_or_fileobj)) == PARQUET:
+        from vidalign.parquet import iter_parquet_samples
+
+        yield from iter_parquet_samples(path_or_fileobj, decode=decode, members=members, source=name)
+    else:
+        yield from iter_tar_samples(path_or_fileobj, decode=decode, members=members, source=name)
+
+
+class _Peekable:
+    """A read-only file object whose first bytes can be looked at without consuming them (pipes included)."""
+
+    def __init__(self, f):
+        self.f, self.head = f, b""
+
+    def peek(self, n: int) -> bytes:
+        while len(self.head) < n:
+            b = self.f.read(n - len(self.head))
+            if not b:
+                break
+            self.head += b
+        return self.head[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.f.read(n)
+        if n is None or n < 0:
+            out, self.head = self.head + self.f.read(), b""
+            return out
+        out, self.head = self.head[:n], self.head[n:]
+        if len(out) < n:
+            out += self.f.read(n - len(out))
+        return out
+
+    def rest(self):
+        """The whole stream as a seekable file (Parquet needs its footer first)."""
+        import io
+
+        return io.BytesIO(self.read())
+
+
+def open_writer(root: str | os.PathLike, relpath: str, layout: Layout | None = None, summarize: bool = True,
+                fsync: bool = False):
+    """The writer for a shard path: :class:`ShardWriter` (``.tar``) or
+    :class:`~vidalign.parquet.ParquetShardWriter` (``.parquet``); both write ``<path>.tmp`` and rename on close."""
+    if container_of(relpath) == PARQUET:
+        from vidalign.parquet import ParquetShardWriter
+
+        return ParquetShardWriter(root, relpath, summarize=summarize, fsync=fsync)
+    return ShardWriter(root, relpath, summarize=summarize, fsync=fsync, layout=layout)
+
+
 def shard_paths(source: str | os.PathLike | list, config: str | None = None, split: str = "train") -> list[str]:
-    """Shard paths of a dataset folder (config/split), a glob, a brace pattern, or an explicit list."""
+    """Shard paths (``.tar`` or ``.parquet``) of a dataset folder (config/split), a glob, a brace pattern, or an
+    explicit list."""
     if isinstance(source, (list, tuple)):
         return [str(s) for s in source]
     source = str(source)
@@ -332,9 +478,10 @@ def shard_paths(source: str | os.PathLike | list, config: str | None = None, spl
             config = configs[0]
         if config not in configs:
             raise VidalignError(f"{path}: config {config!r} not found; available: {configs}")
-        urls = sorted(str(p) for p in (path / DATA_DIR / config).glob(f"{split}-*.tar"))
+        found = _shard_files(path / DATA_DIR / config)
+        urls = [str(p) for p in found if p.name.startswith(split + "-")]
         if not urls:
-            splits = sorted({p.name.split("-")[0] for p in (path / DATA_DIR / config).glob("*.tar")})
+            splits = sorted({p.name.split("-")[0] for p in found})
             raise VidalignError(f"{path}: config {config!r} has no split {split!r}; available: {splits}")
         return urls
     if "{" in source:
@@ -343,5 +490,13 @@ def shard_paths(source: str | os.PathLike | list, config: str | None = None, spl
         return list(braceexpand.braceexpand(source))
     urls = sorted(glob.glob(source))
     if not urls:
-        raise VidalignError(f"{source}: no shards match (give a dataset folder, a glob or a list of .tar files)")
+        raise VidalignError(f"{source}: no shards match (give a dataset folder, a glob or a list of .tar/.parquet "
+                            "files)")
     return urls
+
+
+def _shard_files(folder: Path) -> list[Path]:
+    """The finished shards of one config folder (``.tar`` and ``.parquet``, named as the format says), sorted."""
+    from vidalign.format import SHARD_RE
+
+    return sorted(p for p in folder.glob("*") if SHARD_RE.match(p.name))

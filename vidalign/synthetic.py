@@ -18,6 +18,8 @@ class SyntheticBuilder(Builder):
     name = "synthetic"
     description = "Random arrays and optional short videos: a reproducible workload for benchmarks and checks."
     tags = ["synthetic"]
+    columns = ("prompt.txt", "seed.json", "index.json", "label.json")
+    gzip_members = ("depth.npy",)
 
     @dataclass
     class Args:

@@ -50,10 +50,10 @@ def test_card_yaml_and_push_files(tiny_ds, monkeypatch):
 
     card = (tiny_ds / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
-    assert meta["configs"] == [{"config_name": "default",
-                                "data_files": [{"split": "train", "path": "data/default/train-*.tar"}]}]
+    assert [(c["config_name"], c["default"], c["data_files"]) for c in meta["configs"]] == \
+        [("default", True, [{"split": "train", "path": "data/default/train-*.tar"}])]
     names = [f["name"] for f in meta["dataset_info"][0]["features"]]
-    assert names[0] == "json" and "mask.npz" in names
+    assert names[:2] == ["__key__", "json"] and "mask.npz" in names and "prompt.txt" in names
     assert "vidalign build synthetic" in card
     (tiny_ds / "data" / "default" / "junk.tar.tmp").write_bytes(b"x")
     files = upload_files(tiny_ds)

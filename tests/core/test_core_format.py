@@ -1,3 +1,4 @@
+import gzip
 import io
 import tarfile
 
@@ -69,3 +70,33 @@ def test_reader_refuses_path_traversal(tmp_path):
         t.addfile(ti, io.BytesIO(b"{}"))
     with pytest.raises(VidalignError, match="unsafe tar member"):
         list(iter_tar_samples(p))
+
+
+def test_gzip_members_and_columns(tmp_path):
+    from vidalign.format import Layout
+
+    depth = (np.linspace(0, 5, 4 * 16 * 16).reshape(4, 16, 16)).astype(np.float16)
+    assert encode_member("depth.npy.gz", depth) == encode_member("depth.npy.gz", depth)  # mtime 0: same bytes
+    back = decode_member("depth.npy.gz", encode_member("depth.npy.gz", depth))
+    assert back.dtype == np.float16 and np.array_equal(back, depth)
+    lay = Layout(columns=("prompt.txt", "seed.json"), gzip=("depth.npy",))
+    with ShardWriter(tmp_path, "data/c/train-00000-of-00001.tar", layout=lay) as w:
+        w.write("k0", {"json": {"prompt": "a mug", "seed": 3, "traj": [[0.0, 1.0]]}, "depth.npy": depth})
+    with tarfile.open(w.path) as t:
+        names = t.getnames()
+        raw = t.extractfile("k0.depth.npy.gz").read()
+    assert names == ["k0.json", "k0.depth.npy.gz", "k0.prompt.txt", "k0.seed.json"]
+    assert gzip.decompress(raw) == encode_member("depth.npy", depth) and len(raw) < depth.nbytes
+    (s,) = iter_tar_samples(w.path)
+    assert s["depth.npy"].dtype == np.float16 and s["prompt.txt"] == "a mug" and s["seed.json"] == 3
+    assert s["json"]["traj"] == [[0.0, 1.0]]
+    (r,) = iter_tar_samples(w.path, raw=True)
+    assert r["depth.npy.gz"] == raw
+    with pytest.raises(VidalignError, match="not a string"):
+        with ShardWriter(tmp_path, "data/d/train-00000-of-00001.tar", layout=Layout(columns=("seed.txt",))) as w:
+            w.write("k0", {"json": {"seed": 3}})
+    with pytest.raises(VidalignError, match="is missing"):
+        with ShardWriter(tmp_path, "data/d/train-00000-of-00001.tar", layout=lay) as w:
+            w.write("k0", {"json": {"prompt": "x"}, "depth.npy": depth})
+    with pytest.raises(VidalignError, match="column 'seed' is invalid"):
+        Layout(columns=("seed",))

@@ -5,11 +5,13 @@ import numpy as np
 import webdataset as wds
 
 from vidalign.data import load, restore_dtypes, shard_paths, stream
+from vidalign.format import decode_sample
 from vidalign.media import decode_mp4
 
 
 def _canon(sample):
-    return (int(sample["json"]["index"]), np.asarray(sample["depth.npy"]).astype(np.float16).tobytes(),
+    depth = sample["depth.npy"] if "depth.npy" in sample else sample["depth.npy.gz"]  # vidalign drops the .gz
+    return (int(sample["json"]["index"]), np.asarray(depth).astype(np.float16).tobytes(),
             np.asarray(sample["frames.npy"]).astype(np.uint8).tobytes(), np.asarray(sample["mask.npz"]["mask"]).tobytes())
 
 
@@ -18,20 +20,23 @@ def test_all_loaders_agree(tiny_ds):
     assert [c[0] for c in ours] == list(range(7))
 
     ds = load(tiny_ds, "default", split="train")
-    assert ds.features["depth.npy"].dtype == "float16"
+    assert ds.features["depth.npy.gz"].dtype == "float16"
     x = ds[4]
-    assert x["depth.npy"].dtype == np.float16 and x["depth.npy"].shape == (4, 32, 32)
+    assert x["depth.npy.gz"].dtype == np.float16 and x["depth.npy.gz"].shape == (4, 32, 32)
     assert x["mask.npz"]["mask"].dtype == bool and x["mask.npz"]["mask"].shape == (4, 2, 32, 32)
+    # the filterable fields are top-level columns, typed; json keeps the whole record
+    assert x["prompt.txt"] == "sample 4" and x["index.json"] == 4 and x["json"]["prompt"] == "sample 4"
     assert [_canon(s) for s in ds] == ours
+    assert ds.filter(lambda r: r["index.json"] % 2 == 0).num_rows == 4
 
     streamed = datasets.load_dataset(str(tiny_ds), "default", split="train", streaming=True)
     assert [_canon(s) for s in streamed.with_format("numpy")] == ours
     ours_streamed = load(tiny_ds, "default", split="train", streaming=True)
     first = restore_dtypes(next(iter(ours_streamed)), ours_streamed.features)
-    assert first["frames.npy"].dtype == np.uint8 and first["depth.npy"].dtype == np.float16
+    assert first["frames.npy"].dtype == np.uint8 and first["depth.npy.gz"].dtype == np.float16
     assert [_canon(s) for s in ours_streamed] == ours
 
-    pipe = wds.WebDataset(shard_paths(tiny_ds), shardshuffle=False).decode()
+    pipe = wds.WebDataset(shard_paths(tiny_ds), shardshuffle=False).map(decode_sample)  # the README's safe decoder
     got = []
     for s in pipe:
         s["mask.npz"] = dict(s["mask.npz"])

@@ -154,8 +154,10 @@ def test_dsr_pairs_duplicate_prompt_id_refused(tmp_path):
 def test_dsr_prompts_builder_writes_balanced_set_and_csv(tmp_path):
     out = tmp_path / "prompts"
     run_build("dsr-prompts", {"n": 14, "types": ["LRTB"]}, BuildOptions(out=out, seed=3, progress=False))
-    rows = [r["json"] for r in load(out, "prompts", split="train")]
-    assert len(rows) == 14 and len({r["prompt"] for r in rows}) == 14
+    ds = load(out, "prompts", split="train")
+    assert (out / "data" / "prompts" / "train-00000-of-00001.parquet").exists()  # a tabular config: flat columns
+    rows = [dict(r) for r in ds.with_format(None)]
+    assert len(rows) == 14 and len({r["prompt"] for r in rows}) == 14 and rows[0]["__key__"] == "s3-00000000"
     counts = {}
     for r in rows:
         counts[r["type"]] = counts.get(r["type"], 0) + 1
@@ -173,7 +175,7 @@ def test_dsr_prompts_from_authors_csv(tmp_path):
         'right of the stone."\n')
     out = tmp_path / "p"
     run_build("dsr-prompts", {"from_csv": str(src)}, BuildOptions(out=out, progress=False))
-    (row,) = [r["json"] for r in load(out, "prompts", split="train")]
+    (row,) = load(out, "prompts", split="train").with_format(None)
     assert row["prompt_id"] == "testLRFBT_LR_0" and row["type"] == "LR" and row["seed"] is None
     assert json.loads(json.dumps(row))["animal"] == "rabbit"
 

@@ -52,11 +52,13 @@ def test_loads_back_with_datasets(dataset):
     from vidalign.data import load
 
     ds = load(dataset, "train", split="train", video_decode=False)
-    assert ds.num_rows == 3 and {"mp4", "mask.npz", "depth.npy", "json"} <= set(ds.column_names)
+    assert ds.num_rows == 3 and {"mp4", "mask.npz", "depth.npy.gz", "json"} <= set(ds.column_names)
     row = ds[0]
-    assert row["depth.npy"].dtype == np.float16 and row["depth.npy"].shape == (8, 64, 64)
+    assert row["depth.npy.gz"].dtype == np.float16 and row["depth.npy.gz"].shape == (8, 64, 64)
     assert row["mask.npz"]["mask"].dtype == bool and row["mask.npz"]["mask"].shape[2:] == (64, 64)
-    assert isinstance(row["json"]["prompt"], str)
+    assert isinstance(row["json"]["prompt"], str) and row["prompt.txt"] == row["json"]["prompt"]
+    assert row["seed.json"] == row["json"]["seed"] and row["split.json"]["objects"] == "seen"
+    assert ds.filter(lambda r: r["config.txt"] == "train").num_rows == 3
 
 
 def test_same_seed_same_clips_other_seed_differs(dataset, tmp_path):

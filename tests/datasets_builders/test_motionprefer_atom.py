@@ -78,7 +78,7 @@ def make_atom(root, n=24, bad=True):
 
 
 def _samples(out, config, split):
-    if not list((out / "data" / config).glob(f"{split}-*.tar")):
+    if not list((out / "data" / config).glob(f"{split}-*.parquet")):
         return []  # e.g. every eval row was dropped
     return list(stream(out, config=config, split=split))
 
@@ -174,7 +174,7 @@ def test_import_pairs_smoothing_split_and_rejections(tmp_path):
         assert row["rejected"].startswith("<motion_id_512>") and row["rejected"].endswith("<motion_id_513>")
     assert any("no MotionGPT token file" in r["reason"] for r in man["configs"]["trl"]["rejected"])
     rows = mp.trl_dataset(out, "train")
-    assert rows.column_names == ["prompt", "chosen", "rejected", "label_smoothing"] and len(rows) == len(trl)
+    assert rows.column_names == ["__key__", "prompt", "chosen", "rejected", "label_smoothing"] and len(rows) == len(trl)
     card = (out / "README.md").read_text()
     assert "config_name: trl" in card and "rows skipped by the annotators" in card
 

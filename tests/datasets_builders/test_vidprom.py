@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from vidalign.builder import BuildOptions
-from vidalign.data import load
+from vidalign.data import load, stream
 from vidalign.datasets_builders.pairs import ScoreHistogram
 from vidalign.datasets_builders.vidprom import (
     PromptSelection,
@@ -238,8 +238,9 @@ def test_vidprom_prompts_builder(tmp_path):
     out = tmp_path / "prompts"
     run_build("vidprom-prompts", {"source": str(tmp_path / "vidprom.csv"), "n": 4, "english_ratio": 0.9},
               BuildOptions(out=out, progress=False))
-    rows = [r["json"] for r in load(out, "prompts", split="train")]
-    assert [r["prompt_id"] for r in rows] == ["u0", "u1", "u2", "u4"]
+    ds = load(out, "prompts", split="train")
+    assert list(ds["prompt_id"]) == ["u0", "u1", "u2", "u4"]  # flat columns
+    assert [s["json"]["prompt_id"] for s in stream(out, "prompts")] == ["u0", "u1", "u2", "u4"]
     lines = [json.loads(x) for x in (out / "prompts.jsonl").read_text().splitlines()]
     assert [x["prompt_id"] for x in lines] == ["u0", "u1", "u2", "u4"]
     card = (out / "README.md").read_text()

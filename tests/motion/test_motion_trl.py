@@ -1,4 +1,5 @@
-"""TRL's own DPOTrainer (IPO, β 0.1, LoRA r 8 / α 16) trains on the `trl` config of an imported MotionPrefer.
+"""TRL's own DPOTrainer (IPO, β 0.1, LoRA r 8 / α 16) trains on the `trl` config of an imported MotionPrefer,
+exactly as plain `datasets.load_dataset(folder, "trl")` returns it (no helper, no column mapping).
 
 TRL 1.16's DPOTrainer concatenates prompt and completion for a causal LM (it has no encoder-decoder path any
 more), so the test uses a tiny random Llama; AToM's flan-t5-base recipe needs the authors' trainer.
@@ -11,8 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 trl = pytest.importorskip("trl")
 
+import datasets  # noqa: E402
+
 from vidalign.builder import BuildOptions  # noqa: E402
-from vidalign.datasets_builders.motionprefer import trl_dataset  # noqa: E402
 from vidalign.motion import motion_vocab  # noqa: E402
 from vidalign.runner import run_build  # noqa: E402
 
@@ -37,8 +39,10 @@ def test_dpo_trainer_ipo_lora_runs_on_the_trl_config(tmp_path, tiny_atom):
 
     out = tmp_path / "ds"
     run_build("motionprefer-atom", {"jsonl": [str(tiny_atom(12))]}, BuildOptions(out=out, progress=False))
-    train = trl_dataset(out, "train")
-    assert len(train) == 10 and set(train.column_names) == {"prompt", "chosen", "rejected", "label_smoothing"}
+    train = datasets.load_dataset(str(out), "trl", split="train")
+    assert len(train) == 10 and set(train.column_names) == {"__key__", "prompt", "chosen", "rejected",
+                                                             "label_smoothing"}
+    assert train.features["label_smoothing"].dtype == "float64" and train.features["chosen"].dtype == "string"
 
     tok = _tokenizer(train, tmp_path / "tok")
     ids = tok(train[0]["chosen"])["input_ids"]
