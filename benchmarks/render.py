@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--authors-frames", type=int, default=8, help="64-spp frames rendered (time scaled to a clip)")
     p.add_argument("--kubric-frames", type=int, default=2, help="Cycles frames rendered (time scaled to a clip)")
     p.add_argument("--sweep", action="store_true", help="also score candidate fast settings")
+    p.add_argument("--cache-dir", help="keep the 1024-spp reference frames here between runs")
     p.add_argument("--only", choices=["quality", "cost", "gpu", "kubric"], nargs="+")
     args = p.parse_args(argv)
     only = set(args.only or ["quality", "cost", "gpu", "kubric"])
@@ -133,9 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     if "quality" in only:
         qsamples = [(s, frames_of(t, args.quality_frames)) for s, t in samples]
         refs, ref_cpu = [], 0.0
-        for scene, traj in qsamples:
-            rgb, c = render_cpu(scene, traj, "mitsuba", preset="reference", samples_per_pixel=args.reference_spp,
-                                seed=1000)
+        for i, (scene, traj) in enumerate(qsamples):
+            key = f"ref_{i}_{args.resolution}_{args.reference_spp}_{'-'.join(map(str, args.quality_frames))}.npz"
+            cached = os.path.join(args.cache_dir, key) if args.cache_dir else None
+            if cached and os.path.exists(cached):
+                with np.load(cached) as z:
+                    rgb, c = z["rgb"], float(z["cpu"])
+            else:
+                rgb, c = render_cpu(scene, traj, "mitsuba", preset="reference",
+                                    samples_per_pixel=args.reference_spp, seed=1000)
+                if cached:
+                    os.makedirs(args.cache_dir, exist_ok=True)
+                    np.savez(cached, rgb=rgb, cpu=c)
             refs.append(rgb)
             ref_cpu += c
         nq = len(qsamples) * len(args.quality_frames)

@@ -35,7 +35,7 @@ def _filter_valid(img: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Separable correlation with ``g`` over the last two axes, keeping only full-window positions."""
     k = len(g)
     rows = np.lib.stride_tricks.sliding_window_view(img, k, axis=-2) @ g
-    return np.lib.stride_tricks.sliding_window_view(rows, k, axis=-2) @ g
+    return np.lib.stride_tricks.sliding_window_view(rows, k, axis=-1) @ g
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, window: int = 11, sigma: float = 1.5,

@@ -242,12 +242,12 @@ def make_mesh(mi: Any, name: str, mesh: MeshData, bsdf: Any) -> Any:
     out = mi.Mesh(name, len(mesh.positions), len(mesh.faces), props,
                   has_vertex_normals=mesh.normals is not None, has_vertex_texcoords=mesh.uvs is not None)
     params = mi.traverse(out)
-    params["vertex_positions"] = mi.Float(np.ascontiguousarray(mesh.positions, np.float32).ravel())
-    params["faces"] = mi.UInt32(np.ascontiguousarray(mesh.faces, np.uint32).ravel())
-    if mesh.normals is not None:
-        params["vertex_normals"] = mi.Float(np.ascontiguousarray(mesh.normals, np.float32).ravel())
-    if mesh.uvs is not None:
-        params["vertex_texcoords"] = mi.Float(np.ascontiguousarray(mesh.uvs, np.float32).ravel())
+    arrays = {"vertex_positions": mesh.positions, "faces": mesh.faces, "vertex_normals": mesh.normals,
+              "vertex_texcoords": mesh.uvs}
+    for key, values in arrays.items():
+        if values is not None:  # the buffer's own type: mi.Float on JIT variants, a dynamic array on scalar ones
+            dtype = np.uint32 if key == "faces" else np.float32
+            params[key] = type(params[key])(np.ascontiguousarray(values, dtype).ravel())
     params.update()
     return out
 

@@ -316,3 +316,32 @@ def test_sampled_clip_renders_through_the_pipeline(tiny_config):
     assert ren.rgb.shape == (3, 48, 48, 3) and ren.masks.shape == (3, n, 48, 48) and ren.depth.dtype == np.float32
     assert ren.masks[:, -1].any() and ren.rgb.std() > 5
     assert clip_metadata(clip)["renderer"]["name"] == "mitsuba"
+
+
+@needs_photoreal
+def test_kubric_drop_builds_with_the_mitsuba_renderer(tmp_path):
+    from vidalign.cli import main
+    from vidalign.shards import iter_tar_samples
+
+    out = tmp_path / "ds"
+    code = main(["build", "kubric-drop", "--out", str(out), "--num-samples", "1", "--resolution", "32", "--frames",
+                 "2", "--renderer", "mitsuba", "--render-preset", "fast", "--workers", "1", "--no-progress"])
+    assert code == 0
+    (sample,) = [s for p in sorted((out / "data" / "train").glob("*.tar")) for s in iter_tar_samples(p)]
+    renderer = sample["json"]["renderer"]
+    assert renderer["name"] == "mitsuba" and renderer["preset"] == "fast"
+    assert sample["mask.npz"]["mask"].shape[2:] == (32, 32)
+
+
+@needs_photoreal
+def test_scalar_variant_gives_the_same_geometry(sphere_scene, tiny_config):
+    from vidalign.simulation.photoreal import find_libllvm
+
+    scene = sphere_scene(radius=0.3, height=0.2, config=tiny_config(resolution=32, num_frames=1))
+    scalar = render(scene, static(scene), "mitsuba", variant="scalar_rgb", **FAST)
+    assert scalar.options["variant"] == "scalar_rgb" and scalar.masks[0, 0].sum() > 20
+    if find_libllvm() is None:
+        pytest.skip("no libLLVM >= 16 for the llvm_ad_rgb variant")
+    jit = render(scene, static(scene), "mitsuba", variant="llvm_ad_rgb", **FAST)
+    assert (scalar.masks != jit.masks).sum() <= 1
+    np.testing.assert_allclose(scalar.depth, jit.depth, rtol=1e-4)
