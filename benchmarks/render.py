@@ -7,8 +7,9 @@ Lines printed (all measured in this run, on the same scenes and trajectories):
    (target: ``fast`` ≥ 0.95 SSIM);
 2. cost per clip (256², 32 frames, RGB + metric depth + masks) on the CPU, in CPU seconds (= seconds of
    one core; robust to other load on the machine): ``pybullet``, ``mitsuba`` fast and authors (the
-   authors' time is scaled from ``--authors-frames`` frames); the authors/fast ratio (goal ≥ 20×) and
-   what it means for PISA's 5,000-clip training set on one 64-core node;
+   authors' time is scaled from ``--authors-frames`` frames); the authors/fast ratio (goal ≥ 20×), what it
+   means for PISA's 5,000-clip training set on one 64-core node, and the fast preset on the ``scalar_rgb``
+   fallback (no libLLVM);
 3. the same on a GPU (``cuda_ad_rgb``, OIDN on CUDA) — prints ``skipped`` where Dr.Jit sees no CUDA device;
 4. Kubric/Blender Cycles at the authors' 64 spp, denoised, on the same scene (CPU seconds per clip scaled
    from ``--kubric-frames``) — prints ``skipped`` where kubric/bpy are not installed (they need a separate
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--repeats", type=int, default=2, help="cost runs per renderer (median reported)")
     p.add_argument("--authors-frames", type=int, default=8, help="64-spp frames rendered (time scaled to a clip)")
+    p.add_argument("--scalar-frames", type=int, default=4, help="scalar_rgb frames rendered (time scaled)")
     p.add_argument("--kubric-frames", type=int, default=2, help="Cycles frames rendered (time scaled to a clip)")
     p.add_argument("--sweep", action="store_true", help="also score candidate fast settings")
     p.add_argument("--cache-dir", help="keep the 1024-spp reference frames here between runs")
@@ -179,12 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         pyb = per_clip("pybullet", n_clip)
         fast = per_clip("mitsuba", n_clip, preset="fast")
         authors = per_clip("mitsuba", min(args.authors_frames, n_clip), preset="authors")
+        scalar = per_clip("mitsuba", min(args.scalar_frames, n_clip), preset="fast", variant="scalar_rgb")
         hours = 5000 * fast / 64 / 60
         print(f"[2] CPU s per clip ({args.resolution}², {n_clip} frames, RGB + depth + masks, median of "
               f"{args.repeats}): pybullet {pyb:.1f}, mitsuba fast {fast:.1f}, mitsuba authors (64 spp + OIDN) "
               f"{authors:.1f} (from {min(args.authors_frames, n_clip)} frames) → fast is "
               f"{authors / fast:.1f}× faster than the authors' setting (goal ≥ 20×); 5,000 clips at fast on one "
-              f"64-core node ≈ {hours:.1f} min of rendering (goal < 15); {load()}")
+              f"64-core node ≈ {hours:.1f} min of rendering (goal < 15); fast on the scalar_rgb fallback (no "
+              f"libLLVM) {scalar:.1f} ({scalar / fast:.1f}× the llvm variant, from {min(args.scalar_frames, n_clip)} "
+              f"frames); {load()}")
 
     if "gpu" in only:
         if not cuda_available():

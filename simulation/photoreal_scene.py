@@ -213,12 +213,54 @@ def object_mesh(mi: Any, obj: SceneObject) -> MeshData:
     pos = np.array(params["vertex_positions"], dtype=np.float64).reshape(-1, 3)
     pos = (pos - np.asarray(obj.mesh_offset)) * np.asarray(obj.scale)
     faces = np.array(params["faces"], dtype=np.uint32).reshape(-1, 3)
+    uvs = np.array(params["vertex_texcoords"], np.float32).reshape(-1, 2) if shape.has_vertex_texcoords() else None
+    if not obj_has_normals(obj.mesh):  # Mitsuba would smooth across every edge, box corners included
+        return crease_normals(pos, faces, uvs)
     normals = None
     if shape.has_vertex_normals():
         n = np.array(params["vertex_normals"], dtype=np.float64).reshape(-1, 3) / np.asarray(obj.scale)
         normals = (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-    uvs = np.array(params["vertex_texcoords"], np.float32).reshape(-1, 2) if shape.has_vertex_texcoords() else None
     return MeshData(pos.astype(np.float32), faces, normals, uvs)
+
+
+CREASE_DEG = 40.0  # faces meeting at a sharper angle keep a hard edge (Blender's auto-smooth default is 30°)
+
+
+def obj_has_normals(path: str) -> bool:
+    """Whether a Wavefront OBJ declares vertex normals (``vn`` lines)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data.startswith(b"vn ") or b"\nvn " in data
+
+
+def crease_normals(positions: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None,
+                   crease_deg: float = CREASE_DEG) -> MeshData:
+    """Per-corner normals for a mesh that declares none: the area-weighted mean of the normals of the faces
+    around each vertex position that lie within ``crease_deg`` of the corner's own face, so curved scans
+    shade smoothly while boxes keep flat sides. Returns an unindexed mesh (three vertices per face)."""
+    pos = np.asarray(positions, np.float64)
+    tri = pos[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 × area
+    unit = fn / np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-30)
+    tol = 1e-6 * max(float(np.ptp(pos, axis=0).max()), 1e-12)
+    _, group = np.unique(np.round(pos / tol).astype(np.int64), axis=0, return_inverse=True)
+    corner_group = group.reshape(-1)[faces].ravel()
+    corner_face = np.repeat(np.arange(len(faces)), 3)
+    order = np.argsort(corner_group, kind="stable")
+    g_sorted, f_sorted = corner_group[order], corner_face[order]
+    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    counts = np.diff(np.r_[starts, len(order)])
+    size = np.repeat(counts, counts)  # group size of each sorted corner
+    i_idx = np.repeat(np.arange(len(order)), size)  # every (corner, other corner of its group) pair
+    j_idx = np.repeat(np.repeat(starts, counts), size) + (np.arange(size.sum()) - np.repeat(np.cumsum(size) - size, size))
+    fi, fj = f_sorted[i_idx], f_sorted[j_idx]
+    degenerate = ~np.any(fn != 0, axis=1)  # zero-area faces (e.g. at a UV sphere's poles) take every neighbour
+    keep = (np.einsum("ij,ij->i", unit[fi], unit[fj]) >= math.cos(math.radians(crease_deg))) | degenerate[fi]
+    acc = np.stack([np.bincount(i_idx[keep], weights=fn[fj[keep], k], minlength=len(order)) for k in range(3)], 1)
+    normals = np.empty_like(acc)
+    normals[order] = acc / np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-30)
+    return MeshData(tri.reshape(-1, 3).astype(np.float32), np.arange(3 * len(faces), dtype=np.uint32).reshape(-1, 3),
+                    normals.astype(np.float32), None if uvs is None else uvs[faces].reshape(-1, 2).astype(np.float32))
 
 
 def _rgb(value: Any) -> dict[str, Any]:
@@ -317,6 +359,6 @@ def scene_parts(mi: Any, scene: Scene, sky_radiance: float, env_strength: float)
     return SceneParts(parts, keys, rest, info)
 
 
-__all__ = ["MeshData", "SceneParts", "scene_parts", "object_mesh", "uv_sphere", "box_mesh", "cylinder_mesh",
+__all__ = ["MeshData", "SceneParts", "scene_parts", "object_mesh", "crease_normals", "obj_has_normals", "uv_sphere", "box_mesh", "cylinder_mesh",
            "floor_mesh", "wall_mesh", "env_floor_mesh", "equirect_uv", "upward_irradiance", "load_linear_image",
            "make_mesh", "point_light_positions", "ENV_TO_WORLD", "POINT_LIGHTS"]

@@ -345,3 +345,18 @@ def test_scalar_variant_gives_the_same_geometry(sphere_scene, tiny_config):
     jit = render(scene, static(scene), "mitsuba", variant="llvm_ad_rgb", **FAST)
     assert (scalar.masks != jit.masks).sum() <= 1
     np.testing.assert_allclose(scalar.depth, jit.depth, rtol=1e-4)
+
+
+def test_crease_normals_keep_box_edges_and_smooth_curves():
+    from vidalign.simulation.photoreal_scene import box_mesh, crease_normals, uv_sphere
+
+    box = box_mesh((0.1, 0.2, 0.3))
+    out = crease_normals(box.positions, box.faces, None)
+    tri_normals = np.cross(*(out.positions[out.faces][:, k] - out.positions[out.faces][:, 0] for k in (1, 2)))
+    tri_normals /= np.linalg.norm(tri_normals, axis=1, keepdims=True)
+    np.testing.assert_allclose(out.normals.reshape(-1, 3, 3), np.repeat(tri_normals[:, None], 3, 1), atol=1e-6)
+    ball = uv_sphere(0.5, 24, 12)  # radial normals are the truth; the UV seam duplicates positions
+    out = crease_normals(ball.positions, ball.faces, ball.uvs)
+    radial = out.positions / np.linalg.norm(out.positions, axis=1, keepdims=True)
+    assert np.einsum("ij,ij->i", out.normals, radial).min() > 0.99
+    assert out.uvs.shape == (3 * len(ball.faces), 2)
