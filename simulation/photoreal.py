@@ -181,12 +181,21 @@ class MitsubaRenderer:
                 "oidn_quality": self.oidn_quality}
 
     def render(self, scene: Scene, trajectories: Trajectories) -> Rendering:
-        from vidalign.simulation.photoreal_scene import scene_parts
-
         mi, dr, variant = load_mitsuba(self.variant)
         if self.threads is not None:
             dr.set_thread_count(int(self.threads))
-        denoiser = _denoiser(variant) if self.denoise else None
+        res = scene.camera.resolution
+        denoiser, close_denoiser = (_denoiser(variant, (res, res), str(self.oidn_quality)) if self.denoise
+                                    else (None, lambda: None))
+        try:
+            return self._render(mi, dr, variant, scene, trajectories, denoiser)
+        finally:
+            close_denoiser()
+
+    def _render(self, mi: Any, dr: Any, variant: str, scene: Scene, trajectories: Trajectories,
+                denoiser: Any) -> Rendering:
+        from vidalign.simulation.photoreal_scene import scene_parts
+
         cam = scene.camera
         w, t, n = cam.resolution, trajectories.num_frames, len(scene.objects)
         parts = scene_parts(mi, scene, self.sky_radiance, self.env_strength)
@@ -221,7 +230,7 @@ class MitsubaRenderer:
             colour = np.ascontiguousarray(image[..., 0:3])
             if denoiser is not None:  # channels: colour first, the albedo and normal AOVs last
                 colour = denoiser(colour, np.ascontiguousarray(np.clip(image[..., -6:-3], 0, 1)),
-                                  np.ascontiguousarray(image[..., -3:]), self.oidn_quality)
+                                  np.ascontiguousarray(image[..., -3:]))
             rgb[f] = to_srgb8(colour, self.exposure)
         options = {**self.settings, "variant": variant, "engine": f"mitsuba {mi.__version__}",
                    "depth": "distance to the camera centre (m)", **parts.info}
@@ -232,10 +241,10 @@ def _assign(params: Any, key: str, values: np.ndarray) -> None:
     params[key] = type(params[key])(np.ascontiguousarray(values, np.float32).ravel())
 
 
-def _import_pyoidn(allow_torch: bool) -> Any:
-    """pyoidn imports torch at import time (seconds per process) only to accept tensors; numpy input
-    needs none of it, so on the CPU it is imported with torch hidden unless torch is already loaded."""
-    if allow_torch or "pyoidn" in sys.modules or "torch" in sys.modules:
+def import_pyoidn() -> Any:
+    """pyoidn imports torch at import time (seconds per process) only to accept tensors; vidalign hands it
+    numpy arrays, so it is imported with torch hidden unless torch is already loaded."""
+    if "pyoidn" in sys.modules or "torch" in sys.modules:
         import pyoidn
         return pyoidn
     sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` fails fast inside pyoidn
@@ -246,25 +255,63 @@ def _import_pyoidn(allow_torch: bool) -> Any:
     return pyoidn
 
 
-def _denoiser(variant: str) -> Any:
-    """OIDN on the colour with albedo and normal guides: on CUDA tensors for ``cuda_ad_rgb`` (when torch
-    sees the GPU), else on the CPU."""
-    on_gpu = variant.startswith("cuda")
+class BufferDenoiser:
+    """Open Image Denoise through device-owned buffers (host arrays copied in and out, ~1 MB per 256² image):
+    runs on OIDN's CUDA device without torch; ``device="cpu"`` runs the same code on the CPU."""
+
+    def __init__(self, pyoidn: Any, shape: tuple[int, int], quality: str, device: str = "cuda"):
+        kind = pyoidn.OIDN_DEVICE_TYPE_CUDA if device == "cuda" else pyoidn.OIDN_DEVICE_TYPE_CPU
+        self.pyoidn, self.shape = pyoidn, (int(shape[0]), int(shape[1]), 3)
+        self.nbytes = int(np.prod(self.shape)) * 4
+        self.device = pyoidn.Device(kind)
+        self.device.commit()
+        self._check("device creation")
+        self.buffers = {k: pyoidn.Buffer(self.device, self.nbytes) for k in ("color", "albedo", "normal", "output")}
+        self.filter = pyoidn.Filter(self.device, "RT")
+        for name, buf in self.buffers.items():
+            self.filter.set_image(name, buf, pyoidn.OIDN_FORMAT_FLOAT3, self.shape[1], self.shape[0])
+        self.filter.set_bool("hdr", True)
+        self.filter.set_quality({"high": pyoidn.OIDN_QUALITY_HIGH, "balanced": pyoidn.OIDN_QUALITY_BALANCED,
+                                 "fast": pyoidn.OIDN_QUALITY_FAST}[quality])
+        self.filter.commit()
+        self._check("filter set-up")
+
+    def _check(self, what: str) -> None:
+        error = self.device.get_error()
+        if error:
+            raise RuntimeError(f"Open Image Denoise {what} failed: {error}")
+
+    def __call__(self, colour: np.ndarray, albedo: np.ndarray, normal: np.ndarray) -> np.ndarray:
+        for name, image in (("color", colour), ("albedo", albedo), ("normal", normal)):
+            self.buffers[name].write(0, self.nbytes, np.ascontiguousarray(image, np.float32))
+        self.filter.execute()
+        out = np.empty(self.shape, np.float32)
+        self.buffers["output"].read(0, self.nbytes, out)
+        self._check("denoising")
+        return out
+
+    def close(self) -> None:
+        self.filter.release()
+        for buf in self.buffers.values():
+            buf.release()
+        self.device.release()
+
+
+def _denoiser(variant: str, shape: tuple[int, int], quality: str) -> Any:
+    """OIDN on the colour with albedo and normal guides: on OIDN's CUDA device next to ``cuda_ad_rgb``
+    (when OIDN sees the GPU), else on the CPU. Returns ``(denoise(colour, albedo, normal), close())``."""
     try:
-        pyoidn = _import_pyoidn(on_gpu)
+        pyoidn = import_pyoidn()
     except ImportError as exc:
         raise missing_extra("photoreal", "pyoidn") from exc
+    if variant.startswith("cuda") and pyoidn.Device.is_cuda_available(0):
+        gpu = BufferDenoiser(pyoidn, shape, quality, "cuda")
+        return gpu, gpu.close
 
-    def run(colour: np.ndarray, albedo: np.ndarray, normal: np.ndarray, quality: str) -> np.ndarray:
-        if on_gpu:
-            import torch
-
-            if torch.cuda.is_available():
-                images = [torch.as_tensor(a, device="cuda") for a in (colour, albedo, normal)]
-                return pyoidn.denoise(*images, hdr=True, quality=quality).cpu().numpy()
+    def cpu(colour: np.ndarray, albedo: np.ndarray, normal: np.ndarray) -> np.ndarray:
         return pyoidn.denoise(colour, albedo, normal, hdr=True, quality=quality)
 
-    return run
+    return cpu, (lambda: None)
 
 
 class _GeometryPass:
@@ -315,4 +362,5 @@ class _GeometryPass:
 
 
 __all__ = ["MitsubaRenderer", "RenderPreset", "PRESETS", "load_mitsuba", "find_libllvm", "camera_rays",
+           "BufferDenoiser", "import_pyoidn",
            "to_srgb8", "soft_clip", "frame_seed"]

@@ -360,3 +360,25 @@ def test_crease_normals_keep_box_edges_and_smooth_curves():
     radial = out.positions / np.linalg.norm(out.positions, axis=1, keepdims=True)
     assert np.einsum("ij,ij->i", out.normals, radial).min() > 0.99
     assert out.uvs.shape == (3 * len(ball.faces), 2)
+
+
+@needs_photoreal
+def test_buffer_denoiser_matches_the_shared_image_path():
+    """The buffer path (what runs on OIDN's CUDA device next to cuda_ad_rgb) on the CPU device equals
+    pyoidn's shared-image call on the same inputs."""
+    from vidalign.simulation.photoreal import BufferDenoiser, import_pyoidn
+
+    pyoidn = import_pyoidn()
+    rng = np.random.default_rng(0)
+    clean = np.repeat(np.linspace(0.1, 0.9, 48, dtype=np.float32)[None, :, None], 32, 0).repeat(3, 2)
+    noisy = np.ascontiguousarray(clean * rng.uniform(0.3, 1.7, clean.shape).astype(np.float32))
+    albedo = np.ascontiguousarray(np.full_like(clean, 0.5))
+    normal = np.ascontiguousarray(np.broadcast_to(np.array([0, 0, 1], np.float32), clean.shape))
+    den = BufferDenoiser(pyoidn, (32, 48), "fast", device="cpu")
+    try:
+        out = den(noisy, albedo, normal)
+    finally:
+        den.close()
+    ref = pyoidn.denoise(noisy, albedo, normal, hdr=True, quality="fast")
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+    assert np.abs(out - clean).mean() < 0.5 * np.abs(noisy - clean).mean()  # it denoises
