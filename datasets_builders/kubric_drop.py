@@ -64,7 +64,8 @@ def _load_scene_overrides(path: str) -> dict:
 class KubricDropBuilder(Builder):
     name = "kubric-drop"
     description = ("PISA-style physics videos of objects dropping (1–5 droppers, towers under them), simulated with "
-                   "PyBullet at 240 Hz and rendered with PyBullet's TinyRenderer or Kubric/Blender: H.264 video, "
+                   "PyBullet at 240 Hz and rendered with PyBullet's TinyRenderer, Mitsuba 3 (photoreal) or "
+                   "Kubric/Blender: H.264 video, "
                    "per-object visible masks [V, N, H, W] (dropping object last), metric depth and full physical "
                    "metadata per clip.")
     tags = ["video", "physics", "simulation", "pisa", "pybullet", "kubric"]
@@ -170,7 +171,8 @@ class KubricDropBuilder(Builder):
         a = self.args
         lines = ["## Drop simulation", "",
                  f"Config `{a.split}` (HF split `{hf_split(a.split)}`): {a.frames} frames at {a.fps} fps, "
-                 f"{a.resolution}×{a.resolution}, renderer `{a.renderer}`, objects from the "
+                 f"{a.resolution}×{a.resolution}, renderer `{a.renderer}`"
+                 f"{f' (preset `{a.render_preset}`)' if a.renderer == 'mitsuba' else ''}, objects from the "
                  f"`{_OBJECT_SPLIT[a.split]}` split. Masks are visible per-object masks, tower objects first and "
                  "droppers last (the last channel is the dropping object PisaBench scores); depth is metric "
                  "z-depth in metres. `vidalign export pisabench <folder> <out>` writes PisaBench's layout.", ""]
