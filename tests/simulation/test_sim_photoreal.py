@@ -382,3 +382,36 @@ def test_buffer_denoiser_matches_the_shared_image_path():
     ref = pyoidn.denoise(noisy, albedo, normal, hdr=True, quality="fast")
     np.testing.assert_allclose(out, ref, atol=1e-6)
     assert np.abs(out - clean).mean() < 0.5 * np.abs(noisy - clean).mean()  # it denoises
+
+
+def test_equirect_convention_and_irradiance():
+    from vidalign.simulation.photoreal_scene import equirect_uv, upward_irradiance
+
+    dirs = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0], [0, 0, 1.0], [0, 0, -1.0]])
+    uv = equirect_uv(dirs)  # Blender's world mapping: image centre = +x, left quarter = +y, top row = up
+    np.testing.assert_allclose(uv[:3], [[0.5, 0.5], [0.25, 0.5], [0.75, 0.5]], atol=1e-12)
+    assert uv[3, 1] == pytest.approx(0.0) and uv[4, 1] == pytest.approx(1.0)
+    const = np.full((64, 128, 3), 0.7)  # a uniform sky of radiance L gives E = π L on an upward surface
+    assert upward_irradiance(const) == pytest.approx(np.pi * 0.7, rel=1e-3)
+    const[:32] = 0.0  # only the ground half lit: nothing reaches an upward surface
+    assert upward_irradiance(const) == 0.0
+
+
+@needs_photoreal
+def test_env_images_load_linear(tmp_path):
+    from vidalign.errors import InputError
+    from vidalign.simulation.photoreal import load_mitsuba
+    from vidalign.simulation.photoreal_scene import load_linear_image
+
+    mi, _, _ = load_mitsuba()
+    hdr = np.zeros((4, 8, 3), np.float32)
+    hdr[0] = 12.5  # HDR sky values survive (EXR is linear)
+    mi.Bitmap(hdr).write(str(tmp_path / "sky.exr"))
+    got = load_linear_image(mi, str(tmp_path / "sky.exr"), "Background.env_map", "env_map")
+    np.testing.assert_allclose(got, hdr, rtol=1e-3)
+    Image.fromarray(np.full((4, 8, 3), 188, np.uint8)).save(tmp_path / "sky.png")  # sRGB 188 ≈ linear 0.5
+    got = load_linear_image(mi, str(tmp_path / "sky.png"), "Background.env_map", "env_map")
+    np.testing.assert_allclose(got, 0.5, atol=0.005)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="env_map"):
+        load_linear_image(mi, str(tmp_path / "bad.png"), "Background.env_map", "env_map")
