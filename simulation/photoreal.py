@@ -17,6 +17,11 @@ pip-installable, headless path tracer (extra ``vidalign[photoreal]``: ``mitsuba`
   centre (metres; ``camera.far`` where nothing is hit), and masks from the shape hit by that same ray:
   exact per pixel, no thresholds, in ``scene.objects`` order (the last is the primary dropper).
 
+Why Mitsuba rather than Blender Cycles through ``bpy`` (measured here, ``benchmarks/RESULTS.md``): the
+Mitsuba + Dr.Jit + OIDN wheels are ~156 MB against ``bpy``'s 856 MB installed, it needs no Kubric
+patches, and at the authors' 64 spp it renders a 256² clip in ~80 CPU s where Kubric/Cycles takes
+~420; OIDN (the denoiser Cycles uses) is shared by both.
+
 The geometry pass (depth and masks) casts one ray through each pixel centre with the OpenCV pinhole of
 :class:`~vidalign.simulation.geometry.Camera`, so masks and depth agree with the projected geometry
 and with the metadata's intrinsics. The colour pass uses a box pixel filter: the same seed gives the
