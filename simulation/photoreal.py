@@ -65,7 +65,7 @@ class RenderPreset:
 PRESETS: dict[str, RenderPreset] = {
     "authors": RenderPreset(64, True, 8),  # Cycles at 64 spp, denoised (PISA's sim_data/run.py)
     # the cheapest setting of benchmarks/render.py --sweep with every scored frame at SSIM >= 0.95 vs 1024 spp
-    "fast": RenderPreset(2, True, 3, "fast"),
+    "fast": RenderPreset(1, True, 3, "fast"),
     "reference": RenderPreset(1024, False, 8),  # the quality yardstick of the benchmark
 }
 
