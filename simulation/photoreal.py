@@ -190,12 +190,12 @@ class MitsubaRenderer:
         if self.threads is not None:
             dr.set_thread_count(int(self.threads))
         res = scene.camera.resolution
-        denoiser, close_denoiser = (_denoiser(variant, (res, res), str(self.oidn_quality)) if self.denoise
-                                    else (None, lambda: None))
+        denoiser = _denoiser(variant, (res, res), str(self.oidn_quality), self.threads) if self.denoise else None
         try:
             return self._render(mi, dr, variant, scene, trajectories, denoiser)
         finally:
-            close_denoiser()
+            if denoiser is not None:
+                denoiser.close()
 
     def _render(self, mi: Any, dr: Any, variant: str, scene: Scene, trajectories: Trajectories,
                 denoiser: Any) -> Rendering:
@@ -262,13 +262,16 @@ def import_pyoidn() -> Any:
 
 class BufferDenoiser:
     """Open Image Denoise through device-owned buffers (host arrays copied in and out, ~1 MB per 256² image):
-    runs on OIDN's CUDA device without torch; ``device="cpu"`` runs the same code on the CPU."""
+    the same code on OIDN's CPU device or its CUDA device (no torch needed), one filter kept for a clip."""
 
-    def __init__(self, pyoidn: Any, shape: tuple[int, int], quality: str, device: str = "cuda"):
+    def __init__(self, pyoidn: Any, shape: tuple[int, int], quality: str, device: str = "cuda",
+                 threads: int | None = None):
         kind = pyoidn.OIDN_DEVICE_TYPE_CUDA if device == "cuda" else pyoidn.OIDN_DEVICE_TYPE_CPU
         self.pyoidn, self.shape = pyoidn, (int(shape[0]), int(shape[1]), 3)
         self.nbytes = int(np.prod(self.shape)) * 4
         self.device = pyoidn.Device(kind)
+        if threads is not None and device == "cpu":  # one worker per core: no oversubscription
+            self.device.set_int("numThreads", int(threads))
         self.device.commit()
         self._check("device creation")
         self.buffers = {k: pyoidn.Buffer(self.device, self.nbytes) for k in ("color", "albedo", "normal", "output")}
@@ -302,21 +305,15 @@ class BufferDenoiser:
         self.device.release()
 
 
-def _denoiser(variant: str, shape: tuple[int, int], quality: str) -> Any:
+def _denoiser(variant: str, shape: tuple[int, int], quality: str, threads: int | None) -> BufferDenoiser:
     """OIDN on the colour with albedo and normal guides: on OIDN's CUDA device next to ``cuda_ad_rgb``
-    (when OIDN sees the GPU), else on the CPU. Returns ``(denoise(colour, albedo, normal), close())``."""
+    (when OIDN sees the GPU), else on the CPU with ``threads`` threads (all cores when None)."""
     try:
         pyoidn = import_pyoidn()
     except ImportError as exc:
         raise missing_extra("photoreal", "pyoidn") from exc
-    if variant.startswith("cuda") and pyoidn.Device.is_cuda_available(0):
-        gpu = BufferDenoiser(pyoidn, shape, quality, "cuda")
-        return gpu, gpu.close
-
-    def cpu(colour: np.ndarray, albedo: np.ndarray, normal: np.ndarray) -> np.ndarray:
-        return pyoidn.denoise(colour, albedo, normal, hdr=True, quality=quality)
-
-    return cpu, (lambda: None)
+    on_gpu = variant.startswith("cuda") and bool(pyoidn.Device.is_cuda_available(0))
+    return BufferDenoiser(pyoidn, shape, quality, "cuda" if on_gpu else "cpu", threads)
 
 
 class _GeometryPass:
