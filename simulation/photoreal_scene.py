@@ -23,7 +23,8 @@ body frame (its centre, as in the physics), so a frame is drawn by moving vertic
   ``sun_energy`` W/m² (Blender's sun strength) shining from ``Lighting.light_direction``, and key/fill/back
   point lights of 100/75/75 W at 2.5 m from the origin, 1.5 m high, with radiant intensity
   ``P / 4π`` W/sr (Blender's point-light power). Cycles' 1 m light radius (soft shadows) is not
-  reproduced: Mitsuba's point lights are points.
+  reproduced: Mitsuba's point lights are points. Each emitter is sampled in proportion to the irradiance
+  it brings to the middle of the spawn region (unbiased; less noise at 1–2 spp than a uniform choice).
 """
 
 from __future__ import annotations
