@@ -1,10 +1,11 @@
 """Renderers: turn a scene and its trajectories into RGB, metric depth and per-object masks.
 
 Registry (users pick by name): ``pybullet`` (default; TinyRenderer rasterisation shaded in numpy on the
-CPU, see :mod:`vidalign.simulation.pybullet_render`) and ``kubric`` (Kubric's Blender/Cycles pipeline, extra
-``vidalign[kubric]``; see :mod:`vidalign.simulation.kubric_render`); other modules register more. All replay
-the same trajectories, so the motion in the video is exactly the motion recorded in the metadata whichever
-renderer draws it.
+CPU, see :mod:`vidalign.simulation.pybullet_render`), ``kubric`` (Kubric's Blender/Cycles pipeline, extra
+``vidalign[kubric]``; see :mod:`vidalign.simulation.kubric_render`) and ``mitsuba`` (photoreal path tracing
+with Mitsuba 3 and Open Image Denoise, presets ``authors``/``fast``, extra ``vidalign[photoreal]``; see
+:mod:`vidalign.simulation.photoreal`). All replay the same trajectories, so the motion in the video is
+exactly the motion recorded in the metadata whichever renderer draws it.
 
 Outputs (:class:`Rendering`): ``rgb`` uint8 [T, H, W, 3]; ``depth`` float32 [T, H, W], metres from the
 camera centre to the first surface along each pixel's ray (Kubric's ``depth`` pass: ``camera.z_to_depth``
@@ -165,6 +166,13 @@ def _kubric_renderer(**options: Any) -> Renderer:
     from vidalign.simulation.kubric_render import KubricRenderer  # lazy: needs the kubric extra
 
     return KubricRenderer(**options)
+
+
+@register_renderer("mitsuba")
+def _mitsuba_renderer(**options: Any) -> Renderer:
+    from vidalign.simulation.photoreal import MitsubaRenderer  # mitsuba itself is imported at render time
+
+    return MitsubaRenderer(**options)
 
 
 __all__ = ["Rendering", "Renderer", "RENDERERS", "register_renderer", "get_renderer", "render",

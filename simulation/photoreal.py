@@ -1,0 +1,368 @@
+"""The ``mitsuba`` renderer: physically based path tracing with Mitsuba 3, denoised with Open Image Denoise.
+
+PISA's clips were rendered by Blender Cycles through Kubric at 64 samples per pixel, denoised. This
+renderer draws the same scene (objects with their textures, the floor and wall or an environment map,
+the authors' sun + key/fill/back light rig; see :mod:`vidalign.simulation.photoreal_scene`) with a
+pip-installable, headless path tracer (extra ``vidalign[photoreal]``: ``mitsuba``, ``drjit``, ``pyoidn``):
+
+- variants: ``cuda_ad_rgb`` on an NVIDIA GPU, else ``llvm_ad_rgb`` on the CPU, which needs libLLVM ≥ 16
+  (Debian: ``apt-get install libllvm19``; found automatically or through ``DRJIT_LIBLLVM_PATH``; Dr.Jit
+  aborts the process on libLLVM 15), else ``scalar_rgb`` (no LLVM, about 3× slower);
+- presets (:data:`PRESETS`): ``authors`` (64 spp, denoised: the authors' Cycles setting), ``fast``
+  (chosen by measurement against 1024 spp: see ``benchmarks/render.py``) and ``reference`` (1024 spp,
+  not denoised); ``samples_per_pixel``, ``denoise`` and ``max_depth`` override a preset;
+- outputs as every renderer (:class:`~vidalign.simulation.render.Rendering`): RGB uint8 (sRGB, with a
+  highlight roll-off above linear 0.6 so bright sun does not clip colours; below it colours are exact),
+  depth = distance from the camera centre to the first surface along the ray through each pixel
+  centre (metres; ``camera.far`` where nothing is hit), and masks from the shape hit by that same ray:
+  exact per pixel, no thresholds, in ``scene.objects`` order (the last is the primary dropper).
+
+Why Mitsuba rather than Blender Cycles through ``bpy`` (measured here, ``benchmarks/RESULTS.md``): the
+Mitsuba + Dr.Jit + OIDN wheels are ~156 MB against ``bpy``'s 856 MB installed, it needs no Kubric
+patches, and at the authors' 64 spp it renders a 256² clip in ~86 CPU s where Kubric/Cycles takes
+~420; OIDN (the denoiser Cycles uses) is shared by both.
+
+The geometry pass (depth and masks) casts one ray through each pixel centre with the OpenCV pinhole of
+:class:`~vidalign.simulation.geometry.Camera`, so masks and depth agree with the projected geometry
+and with the metadata's intrinsics. The colour pass uses a box pixel filter: the same seed gives the
+same image, bit for bit.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vidalign.errors import ConfigError, missing_extra, require
+from vidalign.simulation.geometry import Camera, quat_to_matrix
+from vidalign.simulation.physics import Trajectories
+from vidalign.simulation.render import Rendering
+from vidalign.simulation.scene import Scene
+
+MIN_LLVM = 16
+VARIANTS = ("auto", "cuda_ad_rgb", "llvm_ad_rgb", "scalar_rgb")
+_LLVM_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+_LLVM_NAME = re.compile(r"^libLLVM(?:-(\d+)(?:\.\d+)*\.so|\.so\.(\d+))")
+
+
+@dataclass(frozen=True)
+class RenderPreset:
+    """Samples per pixel, Open Image Denoise on/off, the longest path (Mitsuba ``max_depth``), OIDN quality."""
+
+    samples_per_pixel: int
+    denoise: bool
+    max_depth: int
+    oidn_quality: str = "high"
+
+
+PRESETS: dict[str, RenderPreset] = {
+    "authors": RenderPreset(64, True, 8),  # Cycles at 64 spp, denoised (PISA's sim_data/run.py)
+    # the cheapest setting of benchmarks/render.py --sweep with every scored frame at SSIM >= 0.95 vs 1024 spp
+    "fast": RenderPreset(1, True, 3, "fast"),
+    "reference": RenderPreset(1024, False, 8),  # the quality yardstick of the benchmark
+}
+
+
+def find_libllvm(dirs: tuple[str, ...] | None = None) -> str | None:
+    """A libLLVM ≥ 16 for Dr.Jit's CPU backend: ``DRJIT_LIBLLVM_PATH`` if set, else the newest found."""
+    if os.environ.get("DRJIT_LIBLLVM_PATH"):
+        return os.environ["DRJIT_LIBLLVM_PATH"]
+    found: list[tuple[int, str]] = []
+    for d in dirs if dirs is not None else (*_LLVM_DIRS, *sorted(glob.glob("/usr/lib/llvm-*/lib"))):
+        for path in glob.glob(os.path.join(d, "libLLVM*.so*")):
+            m = _LLVM_NAME.match(os.path.basename(path))
+            if m and int(m.group(1) or m.group(2)) >= MIN_LLVM:
+                found.append((int(m.group(1) or m.group(2)), path))
+    return max(found)[1] if found else None
+
+
+def load_mitsuba(variant: str = "auto") -> tuple[Any, Any, str]:
+    """``(mitsuba, drjit, variant)`` with the variant set; ``auto`` picks CUDA, then LLVM, then scalar."""
+    require(variant in VARIANTS, "mitsuba renderer", "variant", variant, f"use one of {list(VARIANTS)}")
+    llvm = find_libllvm() if variant in ("auto", "llvm_ad_rgb") else None
+    if llvm:  # must be in the environment before Dr.Jit initialises its LLVM backend
+        os.environ["DRJIT_LIBLLVM_PATH"] = llvm
+    try:
+        import drjit as dr
+        import mitsuba as mi
+    except ImportError as exc:
+        raise missing_extra("photoreal", exc.name or "mitsuba") from exc
+    if variant == "llvm_ad_rgb" and not llvm:
+        raise ConfigError(f"mitsuba renderer: variant='llvm_ad_rgb' needs libLLVM >= {MIN_LLVM} (the older one "
+                          "aborts): install it (Debian: apt-get install libllvm19) or set DRJIT_LIBLLVM_PATH, "
+                          "or use variant='scalar_rgb'")
+    if variant == "auto":
+        if dr.has_backend(dr.JitBackend.CUDA):
+            variant = "cuda_ad_rgb"
+        elif llvm and dr.has_backend(dr.JitBackend.LLVM):
+            variant = "llvm_ad_rgb"
+        else:
+            variant = "scalar_rgb"
+    if variant not in mi.variants():
+        raise ConfigError(f"mitsuba renderer: variant={variant!r} is not in this Mitsuba build "
+                          f"({mi.variants()}); pick another variant")
+    mi.set_variant(variant)
+    return mi, dr, variant
+
+
+def camera_rays(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """World origin ``[3]`` and unit directions ``[H·W, 3]`` through every pixel centre (row-major)."""
+    w, f = camera.resolution, camera.focal_px
+    centres = np.arange(w) + 0.5
+    cols, rows = np.meshgrid(centres, centres)
+    d_cam = np.stack([(cols - w / 2) / f, (rows - w / 2) / f, np.ones_like(cols)], -1).reshape(-1, 3)
+    d = d_cam @ camera.rotation  # camera → world: R^T d for row vectors
+    return np.asarray(camera.position, np.float64), d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def soft_clip(x: np.ndarray, knee: float = 0.6) -> np.ndarray:
+    """Identity below ``knee``; above it an exponential shoulder towards 1 (C¹ at the knee)."""
+    span = 1.0 - knee
+    return np.where(x <= knee, x, knee + span * (1.0 - np.exp(-(x - knee) / span)))
+
+
+def to_srgb8(linear: np.ndarray, exposure: float = 0.0) -> np.ndarray:
+    """Linear RGB → sRGB uint8: exposure, roll-off on the largest channel (keeps hue), sRGB curve."""
+    x = np.maximum(np.nan_to_num(np.asarray(linear, np.float64), nan=0.0, posinf=0.0), 0.0) * 2.0 ** exposure
+    peak = x.max(axis=-1, keepdims=True)
+    scale = np.where(peak > 0, soft_clip(peak) / np.maximum(peak, 1e-12), 1.0)
+    x = np.clip(x * scale, 0.0, 1.0)
+    srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.round(srgb * 255.0).astype(np.uint8)
+
+
+def frame_seed(scene_seed: int, renderer_seed: int, frame: int) -> int:
+    return int(np.random.SeedSequence([int(scene_seed), int(renderer_seed), int(frame)]).generate_state(1)[0])
+
+
+@dataclass
+class MitsubaRenderer:
+    """Mitsuba 3 path tracer + Open Image Denoise (extra ``vidalign[photoreal]``); see the module docstring."""
+
+    preset: str = "authors"
+    samples_per_pixel: int | None = None
+    denoise: bool | None = None
+    max_depth: int | None = None
+    variant: str = "auto"
+    threads: int | None = None
+    seed: int = 0
+    exposure: float = 0.0
+    sky_radiance: float = 0.6
+    env_strength: float = 1.0
+    oidn_quality: str | None = None
+    name: str = "mitsuba"
+
+    def __post_init__(self) -> None:
+        owner = "mitsuba renderer"
+        require(self.preset in PRESETS, owner, "preset", self.preset, f"use one of {sorted(PRESETS)}")
+        base = PRESETS[self.preset]
+        self.samples_per_pixel = int(base.samples_per_pixel if self.samples_per_pixel is None
+                                     else self.samples_per_pixel)
+        self.denoise = bool(base.denoise if self.denoise is None else self.denoise)
+        self.max_depth = int(base.max_depth if self.max_depth is None else self.max_depth)
+        self.oidn_quality = base.oidn_quality if self.oidn_quality is None else self.oidn_quality
+        require(self.samples_per_pixel >= 1, owner, "samples_per_pixel", self.samples_per_pixel, "use >= 1")
+        require(self.max_depth >= 1, owner, "max_depth", self.max_depth, "use >= 1 (1 = emitters only)")
+        require(self.variant in VARIANTS, owner, "variant", self.variant, f"use one of {list(VARIANTS)}")
+        require(self.threads is None or int(self.threads) >= 1, owner, "threads", self.threads, "use >= 1 or None")
+        require(self.oidn_quality in ("high", "balanced", "fast"), owner, "oidn_quality", self.oidn_quality,
+                "use high, balanced or fast")
+        for fname in ("sky_radiance", "env_strength"):
+            value = getattr(self, fname)
+            require(math.isfinite(value) and value >= 0, owner, fname, value, "use a finite value >= 0")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"preset": self.preset, "samples_per_pixel": self.samples_per_pixel, "denoise": self.denoise,
+                "max_depth": self.max_depth, "seed": self.seed, "exposure": self.exposure,
+                "sky_radiance": self.sky_radiance, "env_strength": self.env_strength,
+                "oidn_quality": self.oidn_quality}
+
+    def render(self, scene: Scene, trajectories: Trajectories) -> Rendering:
+        mi, dr, variant = load_mitsuba(self.variant)
+        if self.threads is not None:
+            dr.set_thread_count(int(self.threads))
+        res = scene.camera.resolution
+        denoiser = _denoiser(variant, (res, res), str(self.oidn_quality), self.threads) if self.denoise else None
+        try:
+            return self._render(mi, dr, variant, scene, trajectories, denoiser)
+        finally:
+            if denoiser is not None:
+                denoiser.close()
+
+    def _render(self, mi: Any, dr: Any, variant: str, scene: Scene, trajectories: Trajectories,
+                denoiser: Any) -> Rendering:
+        from vidalign.simulation.photoreal_scene import scene_parts
+
+        cam = scene.camera
+        w, t, n = cam.resolution, trajectories.num_frames, len(scene.objects)
+        parts = scene_parts(mi, scene, self.sky_radiance, self.env_strength)
+        parts.scene_dict["integrator"] = {"type": "aov", "aovs": "albedo:albedo,normal:sh_normal",
+                                          "path": {"type": "path", "max_depth": int(self.max_depth)}}
+        parts.scene_dict["sensor"] = {
+            "type": "perspective", "fov": cam.fov_deg, "fov_axis": "x", "near_clip": cam.near, "far_clip": cam.far,
+            "to_world": mi.ScalarTransform4f().look_at(origin=list(cam.position), target=list(cam.target),
+                                                      up=[0.0, 0.0, 1.0]),
+            "film": {"type": "hdrfilm", "width": w, "height": w, "rfilter": {"type": "box"},
+                     "pixel_format": "rgb"},
+            "sampler": {"type": "independent", "sample_count": int(self.samples_per_pixel)},
+        }
+        mi_scene = mi.load_dict(parts.scene_dict)
+        params = mi.traverse(mi_scene)
+        geometry = _GeometryPass(mi, dr, mi_scene, cam, parts.object_keys, variant)
+        rgb = np.zeros((t, w, w, 3), np.uint8)
+        depth = np.zeros((t, w, w), np.float32)
+        masks = np.zeros((t, n, w, w), bool)
+        for f in range(t):
+            if f > 0:
+                for i, (key, mesh) in enumerate(zip(parts.object_keys, parts.rest)):
+                    rot = quat_to_matrix(trajectories.orientations[f, i])
+                    pos = mesh.positions @ rot.T + trajectories.positions[f, i]
+                    _assign(params, f"{key}.vertex_positions", pos)
+                    if mesh.normals is not None:
+                        _assign(params, f"{key}.vertex_normals", mesh.normals @ rot.T)
+                params.update()
+            depth[f], masks[f] = geometry()
+            image = np.array(mi.render(mi_scene, seed=frame_seed(scene.seed, self.seed, f),
+                                       spp=int(self.samples_per_pixel)), dtype=np.float32)
+            colour = np.ascontiguousarray(image[..., 0:3])
+            if denoiser is not None:  # channels: colour first, the albedo and normal AOVs last
+                colour = denoiser(colour, np.ascontiguousarray(np.clip(image[..., -6:-3], 0, 1)),
+                                  np.ascontiguousarray(image[..., -3:]))
+            rgb[f] = to_srgb8(colour, self.exposure)
+        options = {**self.settings, "variant": variant, "engine": f"mitsuba {mi.__version__}",
+                   "depth": "distance to the camera centre (m)", **parts.info}
+        return Rendering(rgb, depth, masks, self.name, options)
+
+
+def _assign(params: Any, key: str, values: np.ndarray) -> None:
+    params[key] = type(params[key])(np.ascontiguousarray(values, np.float32).ravel())
+
+
+def import_pyoidn() -> Any:
+    """pyoidn imports torch at import time (seconds per process) only to accept tensors; vidalign hands it
+    numpy arrays, so it is imported with torch hidden unless torch is already loaded."""
+    if "pyoidn" in sys.modules or "torch" in sys.modules:
+        import pyoidn
+        return pyoidn
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` fails fast inside pyoidn
+    try:
+        import pyoidn
+    finally:
+        del sys.modules["torch"]
+    return pyoidn
+
+
+class BufferDenoiser:
+    """Open Image Denoise through device-owned buffers (host arrays copied in and out, ~1 MB per 256² image):
+    the same code on OIDN's CPU device or its CUDA device (no torch needed), one filter kept for a clip."""
+
+    def __init__(self, pyoidn: Any, shape: tuple[int, int], quality: str, device: str = "cuda",
+                 threads: int | None = None):
+        kind = pyoidn.OIDN_DEVICE_TYPE_CUDA if device == "cuda" else pyoidn.OIDN_DEVICE_TYPE_CPU
+        self.pyoidn, self.shape = pyoidn, (int(shape[0]), int(shape[1]), 3)
+        self.nbytes = int(np.prod(self.shape)) * 4
+        self.device = pyoidn.Device(kind)
+        if threads is not None and device == "cpu":  # one worker per core: no oversubscription
+            self.device.set_int("numThreads", int(threads))
+        self.device.commit()
+        self._check("device creation")
+        self.buffers = {k: pyoidn.Buffer(self.device, self.nbytes) for k in ("color", "albedo", "normal", "output")}
+        self.filter = pyoidn.Filter(self.device, "RT")
+        for name, buf in self.buffers.items():
+            self.filter.set_image(name, buf, pyoidn.OIDN_FORMAT_FLOAT3, self.shape[1], self.shape[0])
+        self.filter.set_bool("hdr", True)
+        self.filter.set_quality({"high": pyoidn.OIDN_QUALITY_HIGH, "balanced": pyoidn.OIDN_QUALITY_BALANCED,
+                                 "fast": pyoidn.OIDN_QUALITY_FAST}[quality])
+        self.filter.commit()
+        self._check("filter set-up")
+
+    def _check(self, what: str) -> None:
+        error = self.device.get_error()
+        if error:
+            raise RuntimeError(f"Open Image Denoise {what} failed: {error}")
+
+    def __call__(self, colour: np.ndarray, albedo: np.ndarray, normal: np.ndarray) -> np.ndarray:
+        for name, image in (("color", colour), ("albedo", albedo), ("normal", normal)):
+            self.buffers[name].write(0, self.nbytes, np.ascontiguousarray(image, np.float32))
+        self.filter.execute()
+        out = np.empty(self.shape, np.float32)
+        self.buffers["output"].read(0, self.nbytes, out)
+        self._check("denoising")
+        return out
+
+    def close(self) -> None:
+        self.filter.release()
+        for buf in self.buffers.values():
+            buf.release()
+        self.device.release()
+
+
+def _denoiser(variant: str, shape: tuple[int, int], quality: str, threads: int | None) -> BufferDenoiser:
+    """OIDN on the colour with albedo and normal guides: on OIDN's CUDA device next to ``cuda_ad_rgb``
+    (when OIDN sees the GPU), else on the CPU with ``threads`` threads (all cores when None)."""
+    try:
+        pyoidn = import_pyoidn()
+    except ImportError as exc:
+        raise missing_extra("photoreal", "pyoidn") from exc
+    on_gpu = variant.startswith("cuda") and bool(pyoidn.Device.is_cuda_available(0))
+    return BufferDenoiser(pyoidn, shape, quality, "cuda" if on_gpu else "cpu", threads)
+
+
+class _GeometryPass:
+    """Depth (ray length) and object masks from one ray per pixel centre, cast into the Mitsuba scene."""
+
+    def __init__(self, mi: Any, dr: Any, mi_scene: Any, camera: Camera, object_keys: list[str], variant: str):
+        self.mi, self.dr, self.scene, self.camera = mi, dr, mi_scene, camera
+        self.scalar = variant.startswith("scalar")
+        origin, dirs = camera_rays(camera)
+        self.origin, self.dirs = origin, dirs
+        shapes = {s.id(): s for s in mi_scene.shapes()}
+        self.keys = object_keys
+        if not self.scalar:
+            o = np.broadcast_to(origin, dirs.shape).astype(np.float32)
+            d = dirs.astype(np.float32)
+            self.ray = mi.Ray3f(mi.Point3f(o[:, 0], o[:, 1], o[:, 2]), mi.Vector3f(d[:, 0], d[:, 1], d[:, 2]))
+            self.ids = np.array([int(np.array(dr.reinterpret_array(mi.UInt32, mi.ShapePtr(shapes[k])))[0])
+                                 for k in object_keys], np.int64)
+
+    def __call__(self) -> tuple[np.ndarray, np.ndarray]:
+        w, far = self.camera.resolution, self.camera.far
+        if self.scalar:
+            t, index = self._scalar()
+        else:
+            pi = self.scene.ray_intersect_preliminary(self.ray)
+            valid = np.array(pi.is_valid(), bool)
+            t = np.where(valid, np.array(pi.t, np.float64), np.inf)
+            shape_ids = np.where(valid, np.array(self.dr.reinterpret_array(self.mi.UInt32, pi.shape), np.int64), -1)
+            index = np.full(len(t), -1, np.int64)
+            for i, sid in enumerate(self.ids):
+                index[shape_ids == sid] = i
+        depth = np.minimum(t, far).astype(np.float32).reshape(w, w)
+        masks = (index[None, :] == np.arange(len(self.keys))[:, None]).reshape(len(self.keys), w, w)
+        return depth, masks
+
+    def _scalar(self) -> tuple[np.ndarray, np.ndarray]:
+        mi = self.mi
+        lookup = {k: i for i, k in enumerate(self.keys)}
+        o = mi.Point3f(*(float(v) for v in self.origin))
+        t = np.full(len(self.dirs), np.inf)
+        index = np.full(len(self.dirs), -1, np.int64)
+        for p, d in enumerate(self.dirs):
+            pi = self.scene.ray_intersect_preliminary(mi.Ray3f(o, mi.Vector3f(float(d[0]), float(d[1]), float(d[2]))))
+            if pi.is_valid():
+                t[p] = pi.t
+                index[p] = lookup.get(pi.shape.id(), -1)
+        return t, index
+
+
+__all__ = ["MitsubaRenderer", "RenderPreset", "PRESETS", "load_mitsuba", "find_libllvm", "camera_rays",
+           "BufferDenoiser", "import_pyoidn",
+           "to_srgb8", "soft_clip", "frame_seed"]
