@@ -13,6 +13,7 @@ import json
 import os
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,15 +85,25 @@ def resolve_targets(model: nn.Module, targets: list[str]) -> list[str]:
     return resolved
 
 
-def add_lora(model: nn.Module, cfg) -> list[str]:
-    """Freeze ``model`` and add a trainable float32 LoRA (rank, alpha, dropout, targets from ``cfg``)."""
+def add_lora(model: nn.Module, cfg, peft_config: Any = None) -> list[str]:
+    """Freeze ``model`` and add a trainable float32 LoRA: rank, alpha, dropout and targets from ``cfg``, every
+    other ``LoraConfig`` argument from ``peft_config`` (a ``LoraConfig`` or its kwargs; default
+    ``cfg.peft_config``), as TRL's trainers take one."""
     from peft import LoraConfig
 
-    targets = resolve_targets(model, list(cfg.lora_target_modules))
+    from vidalign.training.config import lora_config_kwargs
+
+    extra = peft_config if peft_config is not None else getattr(cfg, "peft_config", None)
+    kwargs = lora_config_kwargs(extra) if extra is not None else {}
+    rank = int(kwargs.pop("r", cfg.lora_rank))
+    alpha = kwargs.pop("lora_alpha", cfg.lora_alpha)
+    dropout = kwargs.pop("lora_dropout", getattr(cfg, "lora_dropout", 0.0))
+    wanted = kwargs.pop("target_modules", None) or list(cfg.lora_target_modules)
+    targets = resolve_targets(model, [wanted] if isinstance(wanted, str) else list(wanted))
+    kwargs.setdefault("init_lora_weights", True)
     _LAYER_CACHE.pop(model, None)
     model.requires_grad_(False)
-    config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                        target_modules=targets, init_lora_weights=True)
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, **kwargs)
     if hasattr(model, "add_adapter"):
         model.add_adapter(config)
     else:

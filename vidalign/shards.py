@@ -316,8 +316,10 @@ def iter_tar_samples(path_or_fileobj, decode: bool = True, members: set[str] | N
         yield current
 
 
-def shard_paths(source: str | os.PathLike | list, config: str | None = None, split: str = "train") -> list[str]:
-    """Shard paths of a dataset folder (config/split), a glob, a brace pattern, or an explicit list."""
+def shard_paths(source: str | os.PathLike | list, config: str | None = None, split: str = "train",
+                option: str = "config") -> list[str]:
+    """Shard paths of a dataset folder (config/split), a glob, a brace pattern, or an explicit list. ``option``
+    names the caller's option that selects the config, in errors (a trainer's is ``train_config``)."""
     if isinstance(source, (list, tuple)):
         return [str(s) for s in source]
     source = str(source)
@@ -328,10 +330,10 @@ def shard_paths(source: str | os.PathLike | list, config: str | None = None, spl
             raise VidalignError(f"{path}: no {DATA_DIR}/<config>/ folders; is this a vidalign dataset folder?")
         if config is None:
             if len(configs) > 1:
-                raise VidalignError(f"{path}: several configs {configs}; pass config=<one of them>")
+                raise VidalignError(f"{path}: several configs {configs}; choose one with {option}=<one of them>")
             config = configs[0]
         if config not in configs:
-            raise VidalignError(f"{path}: config {config!r} not found; available: {configs}")
+            raise VidalignError(f"{path}: {option} {config!r} not found; available: {configs}")
         urls = sorted(str(p) for p in (path / DATA_DIR / config).glob(f"{split}-*.tar"))
         if not urls:
             splits = sorted({p.name.split("-")[0] for p in (path / DATA_DIR / config).glob("*.tar")})
