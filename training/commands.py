@@ -42,12 +42,10 @@ def cli_overrides(tokens: list[str], cls: type) -> list[str]:
 
     from vidalign.errors import ConfigError
 
-    defaults = {}
+    kinds = {}  # "bool" | "list" | "" per option, from the field's type (``bool | None`` is a bool option)
     for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            defaults[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            defaults[f.name] = f.default_factory()
+        t = str(f.type)
+        kinds[f.name] = "bool" if t.split("|")[0].strip() == "bool" else "list" if t.startswith("list") else ""
     out: list[str] = []
     i = 0
     while i < len(tokens):
@@ -64,22 +62,24 @@ def cli_overrides(tokens: list[str], cls: type) -> list[str]:
         if eq:
             out.append(f"{key}={value}")
             continue
-        default = defaults.get(key)
+        kind = kinds.get(key, "")
         values = []
         while i < len(tokens) and not tokens[i].startswith("--"):
-            if isinstance(default, bool) and tokens[i].lower() not in BOOL_WORDS:
+            if kind == "bool" and tokens[i].lower() not in BOOL_WORDS:
                 break
+            if kind == "list" and values and "=" in tokens[i]:
+                break  # a key=value override after the list's items
             values.append(tokens[i])
             i += 1
-            if not isinstance(default, list):
+            if kind != "list":
                 break
         if not values:
-            if not isinstance(default, bool):
+            if kind != "bool":
                 raise ConfigError(f"command line: --{key} needs a value; write e.g. --{key} <value>")
             out.append(f"{key}=true")
-        elif isinstance(default, bool):
+        elif kind == "bool":
             out.append(f"{key}={BOOL_WORDS[values[0].lower()]}")
-        elif isinstance(default, list) and not (len(values) == 1 and values[0].lstrip().startswith("[")):
+        elif kind == "list" and not (len(values) == 1 and values[0].lstrip().startswith("[")):
             out.append(f"{key}=[{', '.join(values)}]")
         else:
             out.append(f"{key}={values[0]}")

@@ -47,6 +47,17 @@ TRAINER_STATE_FILE = "trainer_state.json"
 SAVED_FILES = (LORA_WEIGHTS_NAME, FULL_MODEL_DIR, "ema", CONFIG_NAME, CARD_NAME)
 
 
+def _config_for_integrations(model: nn.Module) -> None:
+    """Reporting integrations log ``model.config`` as transformers configs do (TensorBoard calls
+    ``to_json_string()``); a diffusers model's config is a ``FrozenDict``: give it the two methods they call."""
+    import json
+
+    cfg = getattr(model, "config", None)
+    if isinstance(cfg, dict) and not hasattr(cfg, "to_json_string"):
+        cfg.to_dict = lambda: dict(cfg)
+        cfg.to_json_string = lambda *a, **k: json.dumps(dict(cfg), indent=2, sort_keys=True, default=str)
+
+
 def resolve_checkpoint(resume: str | bool | None, output_dir: str) -> str | None:
     """``True`` → the last ``checkpoint-*`` of ``output_dir`` (one-line error when there is none)."""
     if resume is None or resume is False:
@@ -123,6 +134,7 @@ class VidalignTrainer(Trainer):
         if not any(p.requires_grad for p in model.parameters()):
             raise ConfigError(f"lora_target_modules={args.lora_target_modules!r}: nothing of "
                               f"{type(model).__name__} would train")
+        _config_for_integrations(model)
 
     # ------------------------------------------------------------------------------------------- data
     def make_source(self, data: Any, args: BaseTrainingConfig):
