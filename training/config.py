@@ -165,8 +165,6 @@ class BaseTrainingConfig(TrainingArguments):
             value = getattr(value, "value", value)  # enums (eval_strategy)
             if value not in ignored:
                 raise ConfigError(f"{o}.{name}={value!r} is not supported: {fix}")
-        require(self.train_config is None or self.train_data is not None, o, "train_config", self.train_config,
-                "a dataset config needs train_data")
         if self.peft_config is not None:
             kw = self.peft_config = lora_config_kwargs(self.peft_config)
             self.use_lora = True

@@ -316,7 +316,6 @@ def test_every_trainable_parameter_gets_a_gradient(tmp_path, pipe_dir, kind):
     ({"auto_find_batch_size": True}, "fixed batch size"),
     ({"validation_steps": 5}, "validation_prompts"),
     ({"peft_config": {"rank": 4}}, "LoraConfig"),
-    ({"train_config": "groups"}, "train_data"),
     ({"data_config": "groups"}, "train_config"),
     ({"prediction_type": "epsilon", "validation_prompts": ["x"]}, "flow"),
 ])
