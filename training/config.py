@@ -65,6 +65,12 @@ def bf16_available() -> bool:
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
+def _accelerator_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()))
+
+
 def lora_config_kwargs(peft_config: Any, where: str = "peft_config") -> dict[str, Any]:
     """A peft ``LoraConfig`` (or the dict of its keyword arguments) as validated keyword arguments."""
     from peft import LoraConfig
@@ -194,6 +200,9 @@ class BaseTrainingConfig(TrainingArguments):
             raise
         except ValueError as exc:
             raise ConfigError(f"{o}: {' '.join(str(exc).split())}") from None
+        if self.fsdp and not _accelerator_available():
+            raise ConfigError(f"{o}.fsdp={self.fsdp!r} is not supported here: accelerate runs FSDP on GPUs (and "
+                              "other accelerators) only; on CPU train with DDP (unset fsdp)")
         if self.fsdp and self.validation_prompts is not None:
             raise ConfigError(f"{o}.validation_prompts is not supported with fsdp: render validation videos from a "
                               "saved checkpoint instead")

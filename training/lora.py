@@ -210,7 +210,11 @@ def save_full(model: nn.Module, out_dir: str | os.PathLike, state_dict: dict | N
     os.makedirs(folder, exist_ok=True)
     model.save_config(folder)
     sd = state_dict if state_dict is not None else model.state_dict()
-    save_torch_state_dict({k: v.detach().cpu().contiguous() for k, v in sd.items()}, folder,
+    def own(v: torch.Tensor) -> torch.Tensor:  # views into a shared buffer (FSDP's gathered dict) get their own
+        v = v.detach().cpu().contiguous()
+        return v.clone() if v.untyped_storage().nbytes() != v.numel() * v.element_size() else v
+
+    save_torch_state_dict({k: own(v) for k, v in sd.items()}, folder,
                           filename_pattern="diffusion_pytorch_model{suffix}.safetensors", max_shard_size="10GB")
     return folder
 

@@ -110,6 +110,13 @@ class VidalignTrainer(Trainer):
         self.setup_trainable(model, args, peft_config)
         super().__init__(model=model, args=args, data_collator=self.collate, callbacks=callbacks,
                          optimizers=optimizers, **kwargs)
+        if args.fsdp:
+            if not self.is_fsdp_enabled:
+                raise ConfigError(f"{type(args).__name__}.fsdp: accelerate did not enable FSDP; launch with "
+                                  "accelerate or torchrun on GPUs, or unset fsdp")
+            if "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type):
+                raise ConfigError(f"{type(args).__name__}.fsdp_config: set state_dict_type: FULL_STATE_DICT "
+                                  "(checkpoints are written in diffusers format)")
         self.train_dataset = self._source
         self._stream_state: StreamState | None = None
         self._metrics: dict[str, list[float]] = defaultdict(list)
@@ -276,7 +283,7 @@ class VidalignTrainer(Trainer):
         if self.is_fsdp_enabled:
             from vidalign.training.fsdp import load_full_state
 
-            load_full_state(self, model, resume_from_checkpoint)
+            load_full_state(self, self.model_wrapped, resume_from_checkpoint)
             return
         if self.args.use_lora:
             load_lora(model, resume_from_checkpoint)
