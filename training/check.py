@@ -30,6 +30,34 @@ def _model_folder(option: str, path: str | None, parts: tuple[str, ...]) -> str:
     raise ConfigError(f"{option}={path!r}: no such folder, and not a Hub id (org/name)")
 
 
+WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
+
+
+def _reward_files(cfg) -> list[str]:
+    """Each reward option naming a model or weights file: a local path must exist; ``org/name`` (a Hub model)
+    and ``org/name/file`` (a Hub file) are reported, not downloaded."""
+    import dataclasses
+
+    lines = []
+    for i, spec in enumerate(cfg.reward_specs):
+        for f in dataclasses.fields(spec.options):
+            value = getattr(spec.options, f.name)
+            if not isinstance(value, str) or not value or " " in value:
+                continue
+            where = f"rewards[{i}].{f.name}={value!r}"
+            parts = value.split("/")
+            local = value.startswith((".", "/", "~")) or os.sep in value and len(parts) == 2 and \
+                value.endswith(WEIGHT_SUFFIXES)
+            if os.path.exists(os.path.expanduser(value)):
+                lines.append(f"{where}: local {'folder' if os.path.isdir(value) else 'file'}")
+            elif local or (len(parts) == 1 and value.endswith(WEIGHT_SUFFIXES)):
+                raise ConfigError(f"{where}: no such file; put the weights there or give a Hub id (org/name) or "
+                                  "Hub file (org/name/file)")
+            elif len(parts) >= 2 and all(parts):
+                lines.append(f"{where}: Hub {'file' if len(parts) > 2 else 'id'} (not downloaded by --check)")
+    return lines
+
+
 def _denoiser(cfg) -> str:
     path, sub = cfg.model_name_or_path, cfg.model_subfolder
     if path and os.path.isdir(path):
@@ -88,6 +116,7 @@ def check_config(kind: str, cfg, resume=None) -> list[str]:
     lines = []
     if kind == "reward":
         lines.append(_model_folder("model_name_or_path", cfg.model_name_or_path, PIPELINE_PARTS))
+        lines += _reward_files(cfg)
     else:
         lines.append(_denoiser(cfg))
         if cfg.validation_prompt_list:

@@ -107,6 +107,9 @@ class VidalignTrainer(Trainer):
             raise ConfigError(f"{type(self).__name__}: args must be a {self.config_class.__name__}, "
                               f"got {type(args).__name__}")
         self._source = self.make_source(train_dataset, args)
+        from transformers import set_seed
+
+        set_seed(args.seed)  # the LoRA's initial weights come from the seed, not from whatever ran before
         self.setup_trainable(model, args, peft_config)
         super().__init__(model=model, args=args, data_collator=self.collate, callbacks=callbacks,
                          optimizers=optimizers, **kwargs)

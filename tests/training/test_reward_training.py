@@ -304,9 +304,17 @@ def test_cli_vader_lora_saves_loadable_weights(tmp_path, wan_dir, prompt_file):
     assert any("lora" in n for n, _ in pipe.transformer.named_parameters())
 
 
-def test_shipped_configs_validate(capsys):
-    assert _cli(["train", "reward", "--config", "training/configs/vader_aesthetic.yaml", "--check"]) == 0
-    assert "LoRA r16" in capsys.readouterr().out
+def test_shipped_configs_validate(capsys, tmp_path):
+    # --check looks for the aesthetic head file the shipped config names (users download LAION's head there)
+    assert _cli(["train", "reward", "--config", "training/configs/vader_aesthetic.yaml", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "rewards[0].head='models/sac+logos+ava1-l14-linearMSE.pth': no such file" in err
+    head = tmp_path / "head.pth"
+    torch.save({"weight": torch.zeros(1, 768), "bias": torch.zeros(1)}, head)
+    assert _cli(["train", "reward", "--config", "training/configs/vader_aesthetic.yaml", "--check",
+                 f"rewards=[{{name: aesthetic, head: {head}}}]", f"output_dir={tmp_path / 'out'}"]) == 0
+    out = capsys.readouterr().out
+    assert "LoRA r16" in out and "clip_model='openai/clip-vit-large-patch14': Hub id" in out
     cfg = load_reward_config("training/configs/pisa_oro.yaml", ["rewards=[{name: depth}]"])
     assert cfg.backprop_mode == "all" and cfg.decode_frames == "all" and not cfg.use_lora
     assert cfg.first_frame_conditioning and cfg.needs_ground_truth() == ["depth"]

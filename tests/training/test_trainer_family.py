@@ -122,7 +122,8 @@ def _reward_cfg(tmp_path, **kw):
                 rewards=[{"name": "brightness_tf"}], height=32, width=32, num_frames=9, num_inference_steps=3,
                 max_sequence_length=8, guidance_scale=1.0, max_steps=4, save_steps=1, logging_steps=1,
                 learning_rate=1e-2, report_to="none", use_cpu=True, disable_tqdm=True, backprop_mode="rand",
-                gradient_accumulation_steps=2, lr_scheduler_type="cosine", warmup_steps=1, seed=5)
+                gradient_accumulation_steps=2, lr_scheduler_type="cosine", warmup_steps=1, seed=5,
+                per_device_train_batch_size=1)
     base.update(kw)
     return build_reward_config(base)
 
@@ -145,14 +146,22 @@ def _register_brightness():
         register_reward("brightness_tf", Opts, Brightness)(lambda o, device="cpu", dtype=None: Brightness())
 
 
+_PARTS: list = []
+
+
 def _reward_trainer(cfg, **kw):
+    """A reward trainer on (a copy of) one tiny random Wan, built once per module."""
+    import copy
+
     from vidalign.training.reward_trainer import RewardTrainer
 
     _register_brightness()
-    c = random_wan_components("tiny", seed=0)
-    with torch.no_grad():
-        c.vae.decoder.conv_out.weight.mul_(10)
-    return RewardTrainer(c, cfg, **kw)
+    if not _PARTS:
+        c = random_wan_components("tiny", seed=0)
+        with torch.no_grad():
+            c.vae.decoder.conv_out.weight.mul_(10)
+        _PARTS.append(c)
+    return RewardTrainer(copy.deepcopy(_PARTS[0]), cfg, **kw)
 
 
 def test_reward_trainer_kill_and_resume_matches_uninterrupted_run(tmp_path):
