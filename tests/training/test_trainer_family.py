@@ -368,3 +368,34 @@ def test_check_validates_files_and_data_without_training(tmp_path, pipe_dir, cap
         assert needle in err and "\n" not in err, (extra, err)
     assert main(["train", "dpo", "--config", cfg, "--check", f"train_data={multi}", "--train_config", "pairs"]) == 0
     assert "first sample prepared" in capsys.readouterr().out
+
+
+def test_sft_validation_conditions_on_the_first_training_clip(tmp_path, pipe_dir):
+    """PSFT is image-to-video: its validation videos start from the first training clip's first latent frame."""
+    from vidalign.training.components import load_components
+    from vidalign.training.sampling import decode_latents, denormalize_latents
+    from vidalign.training.sft_trainer import DiffusionSFTTrainer
+
+    rng = np.random.default_rng(0)
+    with ShardWriter(tmp_path / "clips", "data/default/train-00000-of-00001.tar") as w:
+        for i in range(2):
+            w.write(f"s0-{i:08d}", {"json": _meta(i), "prompt_embeds.npy": _emb16(),
+                                    "latents.npy": (3 * rng.standard_normal((C, 3, 4, 4))).astype(np.float16)})
+    args = build_config("sft", dict(model_name_or_path=pipe_dir, train_data=str(tmp_path / "clips"),
+                                    output_dir=str(tmp_path / "sft"), bf16=False, use_cpu=True, max_steps=1,
+                                    ema_decay=None, save_strategy="no", report_to="none", disable_tqdm=True,
+                                    validation_prompts=["a red ball"], validation_num_inference_steps=2))
+    tr = DiffusionSFTTrainer(args=args)
+    video = tr.validation_videos(["a red ball"])[0]
+    first = tr.first_example()["latents"][:, :1]
+    vae = load_components(pipe_dir, transformer=False).vae
+    with torch.no_grad():
+        ref = decode_latents(vae, denormalize_latents(torch.from_numpy(first)[None], vae))[0, :, 0]
+    ref = ((ref.permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    assert video.shape == (9, 32, 32, 3) and np.abs(video[0].astype(int) - ref.astype(int)).max() <= 1
+    tr.train()  # validation at the end of training, as diffusers' scripts do
+    assert (tmp_path / "sft" / "validation" / "step-000001" / "00.gif").is_file()
+
+
+def _emb16() -> np.ndarray:
+    return np.ones((6, 16), np.float16)
