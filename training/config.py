@@ -56,6 +56,13 @@ UNSUPPORTED_OPTIONS = (
     ("deepspeed", (None,), "the vidalign trainers save diffusers-format weights from DDP or FSDP only; use FSDP "
                            "(fsdp=full_shard) or DDP"),
     ("include_num_input_tokens_seen", (False, "no", None), "the inputs are latents, not tokens"),
+    ("dataloader_persistent_workers", (False,), "the resumable stream starts its workers at their positions on "
+                                                "every resume; leave it off"),
+    ("activation_checkpointing_kwargs", (None,), "diffusers models checkpoint every block with their own "
+                                                 "settings; use activation_checkpointing: true"),
+    ("gradient_checkpointing_kwargs", (None,), "diffusers models checkpoint every block with their own settings; "
+                                               "use activation_checkpointing: true"),
+    ("train_sampling_strategy", ("random",), "the stream splits and orders shards itself (data_resample, seed)"),
 )
 
 

@@ -1,14 +1,14 @@
-"""Diffusion trainers on latent shards: the shared base and supervised fine-tuning (PISA PSFT, SPEC §3).
+"""Diffusion trainers on latent shards: their shared base and supervised fine-tuning (PISA PSFT, SPEC §3).
 
-:class:`DiffusionTrainer` is a ``transformers.Trainer`` around a diffusers denoiser (``WanTransformer3DModel`` by
-default; anything called ``model(x_t, t, text, return_dict=False)``), so checkpointing, gradient accumulation,
-mixed precision, logging and DDP/FSDP come from Trainer/accelerate. It adds what diffusion needs and Trainer
-lacks: the resumable latent stream (:mod:`vidalign.training.data`), noising with per-step seeded generators (a
-resumed run draws the same noise as an uninterrupted one), diffusers-format weights (LoRA or full model) instead
-of pickles, an optional EMA, and TRL-style averaged metrics. :class:`DiffusionSFTTrainer` adds the flow-matching
-(or ε / v) regression loss; the DPO trainer lives in :mod:`vidalign.training.dpo_trainer`.
+:class:`DiffusionTrainer` is a :class:`~vidalign.training.trainer_base.VidalignTrainer` (a ``transformers.Trainer``:
+checkpoints with optimizer/scheduler/RNG/stream state, resume, report_to, push_to_hub, model cards, validation
+videos) around a diffusers denoiser (``WanTransformer3DModel`` by default; anything called ``model(x_t, t, text,
+return_dict=False)``) reading latent shards. It adds what diffusion on latents needs: noising with the per-step
+seeded generators (a resumed run draws the same noise as an uninterrupted one), caption dropout, first-frame
+conditioning, an optional EMA, and validation videos rendered with the VAE and text encoder of the model's
+pipeline. :class:`DiffusionSFTTrainer` adds the flow-matching (or ε / v) regression loss; the DPO trainer lives in
+:mod:`vidalign.training.dpo_trainer`, the reward trainer in :mod:`vidalign.training.reward_trainer`.
 """
-
 from __future__ import annotations
 
 import contextlib
