@@ -399,3 +399,16 @@ def test_sft_validation_conditions_on_the_first_training_clip(tmp_path, pipe_dir
 
 def _emb16() -> np.ndarray:
     return np.ones((6, 16), np.float16)
+
+
+def test_validation_videos_reach_wandb_offline(tmp_path, monkeypatch):
+    """report_to wandb (offline run, no network): the validation mp4 lands in the run's media, as wandb.Video."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = _reward_cfg(tmp_path, max_steps=1, gradient_accumulation_steps=1, report_to=["wandb"], save_strategy="no",
+                      validation_prompts=["a red ball"], validation_num_inference_steps=2)
+    _reward_trainer(cfg).train()
+    videos = list((tmp_path / "wandb").glob("offline-run-*/files/media/videos/validation_*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 0
