@@ -10,6 +10,9 @@ outside checkpointed regions, each also as a ratio to the ``last`` + one-frame b
     python benchmarks/reward.py                       # tiny model on CPU (< 1 min), then the GPU run or "skipped"
     python benchmarks/reward.py --gpu-only            # Wan 2.1 1.3B architecture at 480×832×81 on CUDA
     python benchmarks/reward.py --cpu-size 64 --cpu-frames 17 --repeats 3
+
+Also: the reward trainer's step (Trainer loop, prompt stream, metrics) against a bare PyTorch loop doing the same
+sampling, decoding, reward, backward, clipping and AdamW on the same parts, interleaved in one process.
 """
 
 from __future__ import annotations
@@ -23,16 +26,9 @@ import time
 CONFIGS = [("last", "random"), ("last", "all"), ("all", "random"), ("all", "all")]
 
 
-def _run_one(q, preset: str, device: str, height: int, width: int, frames: int, steps: int, backprop: str,
-             decode: str, repeats: int, threads: int | None) -> None:
-    import torch
-
-    if threads and device == "cpu":
-        torch.set_num_threads(threads)
+def _register_brightness():
     from dataclasses import dataclass
 
-    from vidalign.training.reward_config import build_reward_config
-    from vidalign.training.reward_trainer import RewardTrainer, random_wan_components
     from vidalign.training.rewards import Reward, RewardOutput, register_reward, reward_names
 
     @dataclass(frozen=True)
@@ -46,64 +42,190 @@ def _run_one(q, preset: str, device: str, height: int, width: int, frames: int, 
 
     if "bench_brightness" not in reward_names():
         register_reward("bench_brightness", _Opts, Brightness)(lambda o, device="cpu", dtype=None: Brightness())
-    cfg = build_reward_config(dict(
-        model_name_or_path="random", output_dir="/tmp/vidalign_reward_bench", prompts="simple_animals",
+
+
+def _config(device, height, width, frames, steps, backprop, decode, max_steps, out, max_len):
+    from vidalign.training.reward_config import build_reward_config
+
+    _register_brightness()
+    return build_reward_config(dict(
+        model_name_or_path="random", output_dir=out, prompts="simple_animals",
         rewards=[{"name": "bench_brightness"}], height=height, width=width, num_frames=frames,
         num_inference_steps=steps, guidance_scale=1.0, backprop_mode=backprop, decode_frames=decode,
-        max_sequence_length=64, max_steps=repeats + 1, save_steps=0, report_to="none", disable_tqdm=True,
-        use_cpu=device == "cpu", bf16=device == "cuda", seed=0))
-    with torch.device(device):  # initialise the 1.3B weights on the GPU directly (CPU init takes minutes)
-        components = random_wan_components(preset, seed=0)
-    trainer = RewardTrainer(cfg, components=components)
+        max_sequence_length=max_len, max_steps=max_steps, save_strategy="no", logging_steps=10**6,
+        report_to="none", disable_tqdm=True, use_cpu=device == "cpu", bf16=device == "cuda", seed=0))
+
+
+class _StepProbe:
+    """A Trainer callback timing each optimizer step (CUDA-synchronised), recording the peak of tensors the autograd
+    graph saves, and profiling CPU memory on one chosen step. ``between`` runs after each step, outside the timed
+    interval (the bare loop's interleaved step)."""
+
+    def __new__(cls, cuda: bool, profile_step: int | None = None, between=None):
+        import torch
+        from transformers import TrainerCallback
+
+        class Probe(TrainerCallback):
+            def __init__(self):
+                self.times, self.saved_peak, self.cpu_peak = [], 0, 0
+                self._saved_now, self._ctx, self._prof, self._t0 = 0, None, None, 0.0
+
+            def _pack(self, t):
+                self._saved_now += t.numel() * t.element_size()
+                self.saved_peak = max(self.saved_peak, self._saved_now)
+                return t
+
+            def on_step_begin(self, args, state, control, **kw):
+                if cuda:
+                    torch.cuda.synchronize()
+                self._saved_now = 0
+                self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+                self._ctx.__enter__()
+                if profile_step is not None and state.global_step == profile_step:
+                    self._prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                                        profile_memory=True)
+                    self._prof.__enter__()
+                self._t0 = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kw):
+                if cuda:
+                    torch.cuda.synchronize()
+                self.times.append(time.perf_counter() - self._t0)
+                self._ctx.__exit__(None, None, None)
+                if self._prof is not None:
+                    self._prof.__exit__(None, None, None)
+                    now = 0
+                    for event in sorted(self._prof.events(), key=lambda e: e.time_range.start):
+                        now += event.self_cpu_memory_usage
+                        self.cpu_peak = max(self.cpu_peak, now)
+                    self._prof = None
+                if between is not None:
+                    between()
+
+        return Probe()
+
+
+def _run_one(q, preset: str, device: str, height: int, width: int, frames: int, steps: int, backprop: str,
+             decode: str, repeats: int, threads: int | None, max_len: int) -> None:
+    import tempfile
+
+    import torch
+    from transformers.trainer_callback import PrinterCallback
+
+    if threads and device == "cpu":
+        torch.set_num_threads(threads)
+    from vidalign.training.reward_trainer import RewardTrainer, random_wan_components
+
     cuda = device == "cuda"
-    saved = {"now": 0, "peak": 0}
-
-    def pack(t):
-        saved["now"] += t.numel() * t.element_size()
-        saved["peak"] = max(saved["peak"], saved["now"])
-        return t
-
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for i in range(repeats + 1):
-        saved["now"] = 0
-        t0 = time.perf_counter()
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            trainer.step()
+    with tempfile.TemporaryDirectory() as out:
+        cfg = _config(device, height, width, frames, steps, backprop, decode, repeats + 2, out, max_len)
+        with torch.device(device):  # initialise the 1.3B weights on the GPU directly (CPU init takes minutes)
+            components = random_wan_components(preset, seed=0)
+        probe = _StepProbe(cuda, profile_step=None if cuda else repeats + 1)
+        trainer = RewardTrainer(components, cfg, callbacks=[probe])
+        trainer.remove_callback(PrinterCallback)
         if cuda:
             torch.cuda.synchronize()
-        if i:  # the first step warms up allocators and kernels
-            times.append(time.perf_counter() - t0)
+            torch.cuda.reset_peak_memory_stats()
+        trainer.train()
+    times = probe.times[1:repeats + 1]  # the first step warms up allocators and kernels; the last is profiled
     q.put({"sec": statistics.median(times), "peak_mb": (torch.cuda.max_memory_allocated() if cuda
-                                                         else _cpu_peak(trainer)) / 2**20,
-           "saved_mb": saved["peak"] / 2**20})
+                                                         else probe.cpu_peak) / 2**20,
+           "saved_mb": probe.saved_peak / 2**20})
 
 
-def _cpu_peak(trainer) -> int:
-    """Peak bytes of live tensors during one more step, from the profiler's per-op allocation records (CPU has
-    no allocator statistics; peak RSS is dominated by the set-up and the C allocator's caching)."""
+class BareLoop:
+    """VADER's step as a plain PyTorch loop on the same parts: prompt embedding precomputed, Euler sampling with
+    gradients in the last step, one random frame decoded with checkpointing, the brightness reward, backward,
+    gradient clip 1.0, fused AdamW (Trainer's default optimizer)."""
+
+    def __init__(self, preset: str, device: str, height: int, width: int, frames: int, steps: int, max_len: int):
+        import random
+        from types import SimpleNamespace
+
+        import torch
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        from vidalign.training.lora import add_lora
+        from vidalign.training.reward_config import ATTENTION_TARGETS
+        from vidalign.training.reward_trainer import random_wan_components
+        from vidalign.training.sampling import encode_prompts, flow_sigmas, num_latent_frames
+
+        with torch.device(device):
+            c = random_wan_components(preset, seed=0)
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        self.model = c.transformer.to(device, dtype)
+        add_lora(self.model, SimpleNamespace(lora_rank=16, lora_alpha=16.0, lora_dropout=0.0, peft_config=None,
+                                             lora_target_modules=list(ATTENTION_TARGETS)))
+        self.model.enable_gradient_checkpointing()
+        self.model.train()
+        self.vae = c.vae.to(device, dtype).requires_grad_(False).eval()
+        self.emb = encode_prompts(c.tokenizer, c.text_encoder.to(device, dtype), ["a cat"], max_len).to(dtype)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=2e-4, weight_decay=0.0, fused=True)
+        self.sigmas = flow_sigmas(FlowMatchEulerDiscreteScheduler(shift=5.0), steps, device)
+        self.shape = (1, int(self.model.config.in_channels), num_latent_frames(frames), height // 8, width // 8)
+        self.device, self.dtype, self.frames, self.steps = device, dtype, frames, steps
+        self.rng, self.times, self.k = random.Random(0), [], 0
+
+    def step(self) -> None:
+        import torch
+
+        from vidalign.training.sampling import decode_frames, sample_flow
+
+        cuda = self.device == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        gen = torch.Generator(self.device).manual_seed(self.k)
+        noise = torch.randn(self.shape, generator=gen, device=self.device)
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+        with amp:
+            out = sample_flow(self.model, self.sigmas, noise, self.emb, cutoff=self.steps - 1, dtype=self.dtype)
+            frames = decode_frames(self.vae, out.latents, [self.rng.randrange(self.frames)], checkpointing=True)
+        loss = -frames.float().mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - t0)
+        self.k += 1
+
+
+def overhead(preset: str, device: str, height: int, width: int, frames: int, steps: int, repeats: int,
+             max_len: int) -> tuple[float, float]:
+    """(trainer, bare) median seconds per optimizer step, interleaved step by step in one process so that load
+    from other processes hits both alike. VADER's defaults: LoRA r16 on attention, backprop last, one frame."""
+    import tempfile
+
     import torch
+    from transformers.trainer_callback import PrinterCallback
 
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        trainer.step()
-    now = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        now += event.self_cpu_memory_usage
-        peak = max(peak, now)
-    return peak
+    from vidalign.training.reward_trainer import RewardTrainer, random_wan_components
+
+    bare = BareLoop(preset, device, height, width, frames, steps, max_len)
+    with tempfile.TemporaryDirectory() as out:
+        cfg = _config(device, height, width, frames, steps, "last", "random", repeats + 2, out, max_len)
+        with torch.device(device):
+            components = random_wan_components(preset, seed=0)
+        probe = _StepProbe(device == "cuda", between=bare.step)
+        trainer = RewardTrainer(components, cfg, callbacks=[probe])
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    return statistics.median(probe.times[2:]), statistics.median(bare.times[2:])
 
 
 def run(preset: str, device: str, height: int, width: int, frames: int, steps: int, repeats: int,
-        threads: int | None) -> list[dict]:
+        threads: int | None, max_len: int = 64) -> list[dict]:
     # fork after the heavy imports (cheap children, own peak memory); CUDA must start in a fresh process
     ctx = mp.get_context("spawn" if device == "cuda" else "fork")
     rows = []
     for backprop, decode in CONFIGS:
         q = ctx.Queue()
         p = ctx.Process(target=_run_one, args=(q, preset, device, height, width, frames, steps, backprop, decode,
-                                               repeats, threads))
+                                               repeats, threads, max_len))
         p.start()
         res = q.get()
         p.join()
@@ -119,6 +241,14 @@ def run(preset: str, device: str, height: int, width: int, frames: int, steps: i
     return rows
 
 
+def print_overhead(preset, device, height, width, frames, steps, repeats, max_len) -> float:
+    t_tr, t_bare = overhead(preset, device, height, width, frames, steps, repeats, max_len)
+    print(f"[overhead] {preset} on {device}, {height}x{width}x{frames}, {steps} sampling steps, LoRA r16, backprop "
+          f"last, one frame: RewardTrainer {t_tr * 1e3:.1f} ms/step vs bare loop {t_bare * 1e3:.1f} ms/step -> "
+          f"ratio {t_tr / t_bare:.3f} (median of {repeats}, interleaved)")
+    return t_tr / t_bare
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpu-size", type=int, default=32, help="CPU run: height = width (multiple of 16)")
@@ -129,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gpu-width", type=int, default=832)
     ap.add_argument("--gpu-frames", type=int, default=81)
     ap.add_argument("--repeats", type=int, default=2, help="timed optimizer steps per configuration")
+    ap.add_argument("--overhead-repeats", type=int, default=12, help="timed steps of the overhead comparison")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--gpu-only", action="store_true")
     ap.add_argument("--cpu-only", action="store_true")
@@ -141,16 +272,25 @@ def main(argv: list[str] | None = None) -> None:
     import vidalign.training.reward_trainer  # noqa: F401
 
     if not args.gpu_only:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print_overhead("tiny", "cpu", args.cpu_size, args.cpu_size, args.cpu_frames, args.cpu_steps,
+                       args.overhead_repeats, 64)
         run("tiny", "cpu", args.cpu_size, args.cpu_size, args.cpu_frames, args.cpu_steps, args.repeats, args.threads)
     if not args.cpu_only:
         import torch
 
         if torch.cuda.is_available():
-            print(f"GPU: {torch.cuda.get_device_name(0)}")
+            print(f"GPU: {torch.cuda.get_device_name(0)}; Wan 2.1 1.3B architecture (random weights), bf16, "
+                  "umT5-width embeddings [512, 4096]")
             run("wan2.1-1.3b", "cuda", args.gpu_height, args.gpu_width, args.gpu_frames, args.gpu_steps,
-                args.repeats, args.threads)
+                args.repeats, args.threads, max_len=512)
+            print_overhead("wan2.1-1.3b", "cuda", args.gpu_height, args.gpu_width, args.gpu_frames, args.gpu_steps,
+                           max(3, args.repeats), 512)
         else:
-            print("GPU benchmark skipped: CUDA is unavailable (Wan 2.1 1.3B architecture, random weights, "
+            print("[gpu] skipped: CUDA is unavailable (Wan 2.1 1.3B architecture, random weights, "
                   f"{args.gpu_height}x{args.gpu_width}x{args.gpu_frames})")
     print(f"done in {time.perf_counter() - t0:.1f}s")
 

@@ -1,6 +1,9 @@
 """Trainer configs: ``transformers.TrainingArguments`` plus the diffusion options, as TRL does for its trainers.
 
-Everything a run needs is one dataclass, so ``Trainer`` machinery (checkpointing, gradient accumulation, mixed
+One root, :class:`BaseTrainingConfig` (model, data source, LoRA / ``peft_config``, validation videos, refusal of
+the ``TrainingArguments`` options no vidalign trainer can honour), under :class:`DiffusionDPOConfig`,
+:class:`DiffusionSFTConfig` and the reward trainer's ``RewardGradientConfig``. Everything a run needs is one
+dataclass, so ``Trainer`` machinery (checkpointing, gradient accumulation, mixed
 precision, logging, DDP/FSDP through accelerate) reads its usual fields and the diffusion objective reads ours.
 Defaults follow SPEC: :class:`DiffusionDPOConfig` is SpatialAlign (§1), :class:`DiffusionSFTConfig` is PISA's
 PSFT (§3); VideoDPO (§2) is a YAML away (``training/configs/videodpo_dpo.yaml``). Load a config with
@@ -32,6 +35,35 @@ TEXT_PATHWAY_TARGETS = (
     "attn2.to_v",
 )
 DEFAULT_MODEL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+PROMPT_OPTIONS_HELP = "a list of prompts, a shipped prompt set name or a text file (one prompt per line)"
+# TrainingArguments options that none of the vidalign trainers can honour: (field, ignored value(s), fix).
+# Each is refused with one line rather than silently ignored.
+UNSUPPORTED_OPTIONS = (
+    ("do_eval", (False,), "the vidalign trainers have no evaluation dataset; use validation_steps for validation "
+                          "videos"),
+    ("eval_strategy", ("no",), "the vidalign trainers have no evaluation dataset; use validation_steps for "
+                               "validation videos"),
+    ("eval_on_start", (False,), "the vidalign trainers have no evaluation dataset; use validation_steps"),
+    ("load_best_model_at_end", (False,), "there is no evaluation metric to pick a best checkpoint by"),
+    ("metric_for_best_model", (None,), "there is no evaluation metric to pick a best checkpoint by"),
+    ("group_by_length", (False,), "streamed samples have no lengths to group by"),
+    ("auto_find_batch_size", (False,), "the resumable stream needs a fixed batch size; set "
+                                       "per_device_train_batch_size"),
+    ("label_smoothing_factor", (0.0, 0), "label smoothing has no meaning for a diffusion loss"),
+    ("neftune_noise_alpha", (None,), "NEFTune perturbs token embeddings of language models"),
+    ("use_liger_kernel", (False,), "Liger kernels patch language models"),
+    ("num_train_epochs", (3.0, 3), "streams are max_steps driven: set max_steps instead"),
+    ("deepspeed", (None,), "the vidalign trainers save diffusers-format weights from DDP or FSDP only; use FSDP "
+                           "(fsdp=full_shard) or DDP"),
+    ("include_num_input_tokens_seen", (False, "no", None), "the inputs are latents, not tokens"),
+    ("dataloader_persistent_workers", (False,), "the resumable stream starts its workers at their positions on "
+                                                "every resume; leave it off"),
+    ("activation_checkpointing_kwargs", (None,), "diffusers models checkpoint every block with their own "
+                                                 "settings; use activation_checkpointing: true"),
+    ("gradient_checkpointing_kwargs", (None,), "diffusers models checkpoint every block with their own settings; "
+                                               "use activation_checkpointing: true"),
+    ("train_sampling_strategy", ("random",), "the stream splits and orders shards itself (data_resample, seed)"),
+)
 
 
 def bf16_available() -> bool:
@@ -40,13 +72,48 @@ def bf16_available() -> bool:
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
-@dataclass
-class DiffusionTrainingConfig(TrainingArguments):
-    """Options shared by the DPO and SFT trainers (model, data, noising, conditioning, LoRA)."""
+def _accelerator_available() -> bool:
+    import torch
 
-    # --- TrainingArguments defaults changed for diffusion fine-tuning (SpatialAlign §1 / PSFT §3)
-    learning_rate: float = 1e-4
-    max_steps: int = 3000
+    return bool(torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()))
+
+
+def lora_config_kwargs(peft_config: Any, where: str = "peft_config") -> dict[str, Any]:
+    """A peft ``LoraConfig`` (or the dict of its keyword arguments) as validated keyword arguments."""
+    from peft import LoraConfig
+
+    if isinstance(peft_config, LoraConfig):
+        default = LoraConfig()
+        return {f.name: getattr(peft_config, f.name) for f in dataclasses.fields(LoraConfig)
+                if f.init and getattr(peft_config, f.name) != getattr(default, f.name)}
+    if not isinstance(peft_config, dict):
+        raise ConfigError(f"{where}={peft_config!r} is invalid: give a mapping of LoraConfig arguments, "
+                          "e.g. {r: 16, lora_alpha: 16, target_modules: [to_q, to_k, to_v]}")
+    known = {f.name for f in dataclasses.fields(LoraConfig) if f.init}
+    unknown = sorted(set(peft_config) - known)
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        raise ConfigError(f"{where}: {unknown[0]!r} is not a peft LoraConfig argument"
+                          f"{f' (did you mean {close[0]}?)' if close else ''}; see peft.LoraConfig")
+    kw = dict(peft_config)
+    if isinstance(kw.get("target_modules"), str) and "," in kw["target_modules"]:
+        kw["target_modules"] = [t.strip() for t in kw["target_modules"].split(",") if t.strip()]
+    try:
+        LoraConfig(**kw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {' '.join(str(exc).split())[:200]}") from None
+    return kw
+
+
+@dataclass
+class BaseTrainingConfig(TrainingArguments):
+    """The one config root of the vidalign trainers (DPO, SFT, reward): ``transformers.TrainingArguments`` plus
+    the model, data source, LoRA and validation options every trainer shares. Options a trainer cannot honour
+    are refused in ``__post_init__`` (see :data:`UNSUPPORTED_OPTIONS`)."""
+
+    # --- TrainingArguments defaults changed for diffusion fine-tuning
     per_device_train_batch_size: int = 1
     logging_steps: float = 10
     save_steps: float = 100
@@ -55,26 +122,145 @@ class DiffusionTrainingConfig(TrainingArguments):
     ignore_data_skip: bool = field(
         default=True, metadata={"help": "always True: the trainer resumes its stream itself (exact, no replay)"}
     )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "False: every trainable parameter gets a gradient each step (tested)"}
+    )
 
     # --- model
     model_name_or_path: str | None = field(
         default=DEFAULT_MODEL, metadata={"help": "hub id or folder of a diffusers pipeline or bare model"}
     )
-    model_subfolder: str | None = field(
-        default="transformer", metadata={"help": "subfolder of the pipeline holding the denoiser (None: bare model)"}
-    )
-    model_class: str = field(default="WanTransformer3DModel", metadata={"help": "diffusers class of the denoiser"})
     model_revision: str | None = None
-    pipeline_class: str = field(
-        default="WanPipeline", metadata={"help": "diffusers pipeline whose save_lora_weights writes the LoRA"}
-    )
 
-    # --- data (latent shards from `vidalign encode`)
-    train_data: str | None = field(default=None, metadata={"help": "latent shard folder, glob or {a..b} pattern"})
+    # --- data
+    train_data: str | None = field(default=None, metadata={"help": "dataset folder, glob or {a..b} shard pattern"})
+    train_config: str | None = field(
+        default=None, metadata={"help": "dataset config to train on (e.g. groups); needed when it has several"}
+    )
     data_split: str = "train"
     data_resample: bool = field(default=False, metadata={
         "help": "draw shards at random forever; default: split the shard list by rank and worker, every sample "
                 "once per pass, passes repeated until max_steps"})
+
+    # --- LoRA (peft)
+    use_lora: bool = True
+    lora_rank: int = 16
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] = field(default_factory=list)
+    peft_config: dict | None = field(default=None, metadata={
+        "help": "peft LoraConfig arguments ({r, lora_alpha, lora_dropout, target_modules, ...}); sets use_lora "
+                "and overrides the lora_* options"})
+
+    # --- validation videos (as diffusers' training scripts: fixed prompts every N steps)
+    validation_prompts: Any = field(default=None, metadata={"help": PROMPT_OPTIONS_HELP})
+    validation_steps: int = field(default=0, metadata={"help": "render the validation prompts every N steps (0: "
+                                                                 "only at the end when prompts are set)"})
+    validation_num_frames: int | None = field(default=None, metadata={"help": "frames (4k+1); None: the training "
+                                                                                "clips' (or sampling) size"})
+    validation_height: int | None = None
+    validation_width: int | None = None
+    validation_num_inference_steps: int = 25
+    validation_guidance_scale: float = 5.0
+    validation_seed: int = 0
+    validation_fps: int = 16
+    validation_pipeline: str | None = field(default=None, metadata={
+        "help": "diffusers pipeline (folder or hub id) giving the VAE and text encoder; None: model_name_or_path"})
+
+    def _owner(self) -> str:
+        return type(self).__name__
+
+    def __post_init__(self):
+        o = self._owner()
+        require(self.max_steps > 0, o, "max_steps", self.max_steps, "streams are max_steps driven: set max_steps > 0")
+        for name, ignored, fix in UNSUPPORTED_OPTIONS:
+            value = getattr(self, name, ignored[0])
+            value = getattr(value, "value", value)  # enums (eval_strategy)
+            if value not in ignored:
+                raise ConfigError(f"{o}.{name}={value!r} is not supported: {fix}")
+        if self.peft_config is not None:
+            kw = self.peft_config = lora_config_kwargs(self.peft_config)
+            self.use_lora = True
+            self.lora_rank = int(kw.get("r", self.lora_rank))
+            self.lora_alpha = float(kw.get("lora_alpha", self.lora_alpha))
+            self.lora_dropout = float(kw.get("lora_dropout", self.lora_dropout))
+            if kw.get("target_modules") is not None:
+                t = kw["target_modules"]
+                self.lora_target_modules = [t] if isinstance(t, str) else list(t)
+        require(self.lora_rank >= 1, o, "lora_rank", self.lora_rank, "use a rank >= 1 (SpatialAlign, VADER: 16)")
+        require(self.lora_alpha > 0, o, "lora_alpha", self.lora_alpha, "use alpha > 0")
+        require(0.0 <= self.lora_dropout < 1.0, o, "lora_dropout", self.lora_dropout, "use a value in [0, 1)")
+        targets = self.lora_target_modules
+        if isinstance(targets, str):
+            targets = self.lora_target_modules = [t.strip() for t in targets.split(",") if t.strip()]
+        require(not self.use_lora or (isinstance(targets, list) and len(targets) > 0
+                                      and all(isinstance(t, str) and t for t in targets)),
+                o, "lora_target_modules", targets, "list module names, e.g. [attn2.to_k, attn2.to_v]")
+        self._check_validation(o)
+        if self.bf16 is None:
+            self.bf16 = bf16_available() and not self.fp16
+        # Resuming is exact through the trainer's own stream state; Trainer's replay-skip would double it.
+        self.ignore_data_skip = True
+        try:
+            super().__post_init__()
+        except VidalignError:
+            raise
+        except ValueError as exc:
+            raise ConfigError(f"{o}: {' '.join(str(exc).split())}") from None
+        if self.fsdp and not _accelerator_available():
+            raise ConfigError(f"{o}.fsdp={self.fsdp!r} is not supported here: accelerate runs FSDP on GPUs (and "
+                              "other accelerators) only; on CPU train with DDP (unset fsdp)")
+        if self.fsdp and self.validation_prompts is not None:
+            raise ConfigError(f"{o}.validation_prompts is not supported with fsdp: render validation videos from a "
+                              "saved checkpoint instead")
+
+    def _check_validation(self, o: str) -> None:
+        require(self.validation_steps >= 0, o, "validation_steps", self.validation_steps, "use >= 0 (0: at the end)")
+        n = self.validation_num_frames
+        require(n is None or (n >= 1 and (n - 1) % 4 == 0), o, "validation_num_frames", n,
+                "use 4k+1 frames (Wan's VAE), e.g. 17 or 81")
+        for name in ("validation_height", "validation_width"):
+            v = getattr(self, name)
+            require(v is None or (v > 0 and v % 16 == 0), o, name, v, "use a multiple of 16")
+        require(self.validation_num_inference_steps >= 1, o, "validation_num_inference_steps",
+                self.validation_num_inference_steps, "use >= 1")
+        require(self.validation_fps >= 1, o, "validation_fps", self.validation_fps, "use >= 1")
+        p = self.validation_prompts
+        if p is None:
+            require(self.validation_steps == 0, o, "validation_steps", self.validation_steps,
+                    "set validation_prompts (a list, a prompt set or a text file) to render validation videos")
+            self.validation_prompt_list: list[str] = []
+            return
+        if isinstance(p, str):
+            from vidalign.training.prompt_sets import read_prompts
+
+            self.validation_prompt_list = read_prompts(p, option="validation_prompts")
+        else:
+            require(isinstance(p, list) and p and all(isinstance(x, str) and x.strip() for x in p), o,
+                    "validation_prompts", p, PROMPT_OPTIONS_HELP)
+            self.validation_prompt_list = [x.strip() for x in p]
+
+    def pipeline_source(self) -> str | None:
+        """Where the VAE, text encoder and tokenizer for validation videos come from."""
+        return self.validation_pipeline or self.model_name_or_path
+
+
+@dataclass
+class DiffusionTrainingConfig(BaseTrainingConfig):
+    """Options shared by the DPO and SFT trainers (model class, noising, conditioning, EMA)."""
+
+    # --- TrainingArguments defaults changed for diffusion fine-tuning (SpatialAlign §1 / PSFT §3)
+    learning_rate: float = 1e-4
+    max_steps: int = 3000
+
+    # --- model
+    model_subfolder: str | None = field(
+        default="transformer", metadata={"help": "subfolder of the pipeline holding the denoiser (None: bare model)"}
+    )
+    model_class: str = field(default="WanTransformer3DModel", metadata={"help": "diffusers class of the denoiser"})
+    pipeline_class: str = field(
+        default="WanPipeline", metadata={"help": "diffusers pipeline whose save_lora_weights writes the LoRA"}
+    )
 
     # --- noising
     prediction_type: str = field(default="flow", metadata={"help": "flow (Wan) | epsilon | v_prediction (UNets)"})
@@ -99,19 +285,11 @@ class DiffusionTrainingConfig(TrainingArguments):
     )
 
     # --- LoRA (peft); without it the reference is a frozen full copy
-    use_lora: bool = True
-    lora_rank: int = 16
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
     lora_target_modules: list[str] = field(default_factory=lambda: list(TEXT_PATHWAY_TARGETS))
     ema_decay: float | None = field(default=None, metadata={"help": "EMA of the trained weights (PSFT: 0.99)"})
 
-    def _owner(self) -> str:
-        return type(self).__name__
-
     def __post_init__(self):
         o = self._owner()
-        require(self.max_steps > 0, o, "max_steps", self.max_steps, "streams are max_steps driven: set max_steps > 0")
         require(self.model_class.isidentifier(), o, "model_class", self.model_class, "name a diffusers class")
         require(self.prediction_type in PREDICTION_TYPES, o, "prediction_type", self.prediction_type,
                 f"use one of {', '.join(PREDICTION_TYPES)}")
@@ -125,30 +303,17 @@ class DiffusionTrainingConfig(TrainingArguments):
         require(0 < self.beta_start < self.beta_end < 1, o, "beta_start", (self.beta_start, self.beta_end),
                 "need 0 < beta_start < beta_end < 1")
         require(0.0 <= self.caption_dropout < 1.0, o, "caption_dropout", self.caption_dropout, "use a value in [0, 1)")
-        require(self.lora_rank >= 1, o, "lora_rank", self.lora_rank, "use a rank >= 1 (SpatialAlign: 16)")
-        require(self.lora_alpha > 0, o, "lora_alpha", self.lora_alpha, "use alpha > 0 (SpatialAlign: 16)")
-        require(0.0 <= self.lora_dropout < 1.0, o, "lora_dropout", self.lora_dropout, "use a value in [0, 1)")
-        targets = self.lora_target_modules
-        if isinstance(targets, str):
-            targets = self.lora_target_modules = [t.strip() for t in targets.split(",") if t.strip()]
-        require(not self.use_lora or (isinstance(targets, list) and len(targets) > 0
-                                      and all(isinstance(t, str) and t for t in targets)),
-                o, "lora_target_modules", targets, "list module names, e.g. [attn2.to_k, attn2.to_v]")
         require(self.ema_decay is None or 0.0 < self.ema_decay < 1.0, o, "ema_decay", self.ema_decay,
                 "use a decay in (0, 1) or null")
         require(self.empty_prompt_embeds in (None, "zeros") or os.path.isfile(self.empty_prompt_embeds), o,
                 "empty_prompt_embeds", self.empty_prompt_embeds,
                 "point to an existing .npy file, write 'zeros', or leave it null (the dataset's encoded \"\")")
-        if self.bf16 is None:
-            self.bf16 = bf16_available() and not self.fp16
-        # Resuming is exact through the trainer's own stream state; Trainer's replay-skip would double it.
-        self.ignore_data_skip = True
-        try:
-            super().__post_init__()
-        except VidalignError:
-            raise
-        except ValueError as exc:
-            raise ConfigError(f"{o}: {exc}") from None
+        require(self.prediction_type == "flow" or self.validation_prompts is None, o, "validation_prompts",
+                self.validation_prompts, "validation videos are sampled with the flow-matching sampler: use "
+                "prediction_type flow, or render ε/v models with their own pipeline")
+        super().__post_init__()
+        require(not (self.ema_decay and self.fsdp), o, "ema_decay", self.ema_decay,
+                "the EMA keeps full weights: unset it under fsdp")
 
 
 @dataclass
@@ -212,6 +377,7 @@ class DiffusionSFTConfig(DiffusionTrainingConfig):
 
 
 CONFIG_CLASSES = {"dpo": DiffusionDPOConfig, "sft": DiffusionSFTConfig}
+RENAMED_OPTIONS = {"data_config": "train_config"}
 
 
 def config_class(kind: str, source: str = "config") -> type:
@@ -268,6 +434,9 @@ def config_from_mapping(cls: type, values: dict[str, Any], source: str = "config
     import difflib
 
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for old, new in RENAMED_OPTIONS.items():
+        if old in values and old not in fields:
+            raise ConfigError(f"{source}: option {old} is now called {new}; write {new}={values[old]!r}")
     unknown = sorted(set(values) - set(fields))
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(fields), n=1)

@@ -227,7 +227,7 @@ class ShardSource:
                  resample: bool = False, decode: bool = False):
         from vidalign.shards import shard_paths
 
-        self.urls = shard_paths(source, config, split)
+        self.urls = shard_paths(source, config, split, option="train_config")
         self.resample = resample
         self.decode = decode
         self._counts: dict[str, int] = {}

@@ -28,6 +28,7 @@ class DiffusionDPOTrainer(DiffusionTrainer):
     full fine-tuning (default: a frozen copy of the model); with LoRA the adapter-off model is the reference."""
 
     config_class = DiffusionDPOConfig
+    card_tags = ("dpo",)
 
     def __init__(self, model: nn.Module | str | None = None, args: DiffusionDPOConfig | None = None,
                  train_dataset: Any = None, ref_model: nn.Module | None = None, **kwargs: Any):
@@ -36,6 +37,19 @@ class DiffusionDPOTrainer(DiffusionTrainer):
         if not self.args.use_lora:
             ref = ref_model if ref_model is not None else clone_frozen(self.model)
             self.ref_model = ref.requires_grad_(False).eval().to(self.args.device)
+
+    def model_card_info(self) -> dict[str, Any]:
+        a = self.args
+        info = super().model_card_info()
+        info.update({"DPO": f"{a.loss_type} loss, beta {a.beta:g}, logit scale {a.logit_scale:g}, clip "
+                            f"{a.logit_clip if a.logit_clip is not None else 'off'}, regulariser weight {a.reg_weight:g}",
+                     "reference": "the model with its LoRA disabled" if a.use_lora else "a frozen copy",
+                     "noise / timestep": f"{'shared' if a.shared_noise else 'independent'} noise, "
+                                         f"{'shared' if a.shared_timestep else 'independent'} timestep",
+                     "data format": a.data_format})
+        if a.pair_weight_key:
+            info["pair weights"] = f"json `{a.pair_weight_key}`"
+        return info
 
     def make_prep(self):
         a = self.args

@@ -13,6 +13,7 @@ import json
 import os
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,15 +85,25 @@ def resolve_targets(model: nn.Module, targets: list[str]) -> list[str]:
     return resolved
 
 
-def add_lora(model: nn.Module, cfg) -> list[str]:
-    """Freeze ``model`` and add a trainable float32 LoRA (rank, alpha, dropout, targets from ``cfg``)."""
+def add_lora(model: nn.Module, cfg, peft_config: Any = None) -> list[str]:
+    """Freeze ``model`` and add a trainable float32 LoRA: rank, alpha, dropout and targets from ``cfg``, every
+    other ``LoraConfig`` argument from ``peft_config`` (a ``LoraConfig`` or its kwargs; default
+    ``cfg.peft_config``), as TRL's trainers take one."""
     from peft import LoraConfig
 
-    targets = resolve_targets(model, list(cfg.lora_target_modules))
+    from vidalign.training.config import lora_config_kwargs
+
+    extra = peft_config if peft_config is not None else getattr(cfg, "peft_config", None)
+    kwargs = lora_config_kwargs(extra) if extra is not None else {}
+    rank = int(kwargs.pop("r", cfg.lora_rank))
+    alpha = kwargs.pop("lora_alpha", cfg.lora_alpha)
+    dropout = kwargs.pop("lora_dropout", getattr(cfg, "lora_dropout", 0.0))
+    wanted = kwargs.pop("target_modules", None) or list(cfg.lora_target_modules)
+    targets = resolve_targets(model, [wanted] if isinstance(wanted, str) else list(wanted))
+    kwargs.setdefault("init_lora_weights", True)
     _LAYER_CACHE.pop(model, None)
     model.requires_grad_(False)
-    config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                        target_modules=targets, init_lora_weights=True)
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, **kwargs)
     if hasattr(model, "add_adapter"):
         model.add_adapter(config)
     else:
@@ -199,7 +210,11 @@ def save_full(model: nn.Module, out_dir: str | os.PathLike, state_dict: dict | N
     os.makedirs(folder, exist_ok=True)
     model.save_config(folder)
     sd = state_dict if state_dict is not None else model.state_dict()
-    save_torch_state_dict({k: v.detach().cpu().contiguous() for k, v in sd.items()}, folder,
+    def own(v: torch.Tensor) -> torch.Tensor:  # views into a shared buffer (FSDP's gathered dict) get their own
+        v = v.detach().cpu().contiguous()
+        return v.clone() if v.untyped_storage().nbytes() != v.numel() * v.element_size() else v
+
+    save_torch_state_dict({k: own(v) for k, v in sd.items()}, folder,
                           filename_pattern="diffusion_pytorch_model{suffix}.safetensors", max_shard_size="10GB")
     return folder
 

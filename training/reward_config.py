@@ -11,68 +11,32 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from transformers import TrainingArguments
-
-from vidalign.errors import ConfigError, VidalignError, require
-from vidalign.training.config import bf16_available, config_from_mapping, read_config_values
+from vidalign.errors import require
+from vidalign.training.config import BaseTrainingConfig, config_from_mapping, read_config_values
+from vidalign.training.prompt_sets import prompt_set_names, read_prompts  # noqa: F401  (re-exported)
 from vidalign.training.rewards import RewardSpec
 from vidalign.training.sampling import BACKPROP_MODES
 
-DEFAULT_MODEL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # VADER: LoRA on every attention projection
 DECODE_MODES = ("random", "all")
 
 
-def prompt_set_names() -> list[str]:
-    """Prompt sets shipped in ``training/prompts`` (a name, or any text file with one prompt per line)."""
-    folder = resources.files("vidalign.training") / "prompts"
-    return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".txt")) if folder.is_dir() else []
-
-
-def read_prompts(source: str) -> list[str]:
-    """Prompts of a shipped set (by name) or a text file: one per line, blank lines and ``#`` comments skipped."""
-    path = Path(source).expanduser()
-    if not path.is_file():
-        packaged = resources.files("vidalign.training") / "prompts" / f"{source}.txt"
-        if not packaged.is_file():
-            raise ConfigError(f"prompts={source!r} is neither a file nor a prompt set; use a text file with one "
-                              f"prompt per line or one of: {', '.join(prompt_set_names())}")
-        text = packaged.read_text(encoding="utf-8")
-    else:
-        text = path.read_text(encoding="utf-8")
-    prompts = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not prompts:
-        raise ConfigError(f"prompts={source!r} holds no prompts; write one prompt per line")
-    return prompts
-
-
 @dataclass
-class RewardGradientConfig(TrainingArguments):
+class RewardGradientConfig(BaseTrainingConfig):
     """Reward-gradient fine-tuning of a Wan-style flow transformer (see the module docstring)."""
 
     # --- TrainingArguments defaults changed for reward fine-tuning (VADER)
     learning_rate: float = 2e-4
     max_steps: int = 1000
-    per_device_train_batch_size: int = 1
     lr_scheduler_type: str = "constant"
     logging_steps: float = 1
-    save_steps: float = 100
-    remove_unused_columns: bool = False
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision; None: on when the GPU has it"})
-
-    # --- model (a diffusers Wan pipeline folder or Hub id: transformer, vae, text_encoder, tokenizer)
-    model_name_or_path: str = DEFAULT_MODEL
-    model_revision: str | None = None
 
     # --- what to train on: a prompt set (VADER) or ground-truth clips from drop shards (PISA)
     prompts: str | None = field(default=None, metadata={"help": "prompt set name or text file (one per line)"})
     train_data: str | None = field(default=None, metadata={"help": "drop-shard dataset (folder, glob or URLs)"})
-    data_config: str | None = None
-    data_split: str = "train"
+    data_resample: bool = field(default=True, metadata={"help": "draw drop shards at random forever (default)"})
     shuffle_buffer: int = 64
     prompt: str | None = field(default=None, metadata={"help": "caption for every data sample (else its json prompt)"})
     first_frame_conditioning: bool = field(
@@ -100,41 +64,21 @@ class RewardGradientConfig(TrainingArguments):
     rewards: list = field(default_factory=list)
 
     # --- LoRA (peft) or full fine-tuning
-    use_lora: bool = True
-    lora_rank: int = 16
-    lora_alpha: float = 16.0
     lora_target_modules: list[str] = field(default_factory=lambda: list(ATTENTION_TARGETS))
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (VADER's released code: 0.01)"})
 
     def _owner(self) -> str:
         return type(self).__name__
 
     def __post_init__(self):
         o = self._owner()
-        require(self.max_steps > 0, o, "max_steps", self.max_steps, "set max_steps > 0 (training is step driven)")
         require(bool(self.model_name_or_path), o, "model_name_or_path", self.model_name_or_path,
                 "give a diffusers Wan pipeline (Hub id or folder)")
         self._check_sampling(o)
         self._check_rewards(o)
         self._check_source(o)
-        require(self.lora_rank >= 1, o, "lora_rank", self.lora_rank, "use a rank >= 1 (VADER: 16)")
-        require(self.lora_alpha > 0, o, "lora_alpha", self.lora_alpha, "use alpha > 0")
-        require(0.0 <= self.lora_dropout < 1.0, o, "lora_dropout", self.lora_dropout, "use a value in [0, 1)")
-        targets = self.lora_target_modules
-        if isinstance(targets, str):
-            targets = self.lora_target_modules = [t.strip() for t in targets.split(",") if t.strip()]
-        require(not self.use_lora or (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)),
-                o, "lora_target_modules", targets, "list module names, e.g. [to_q, to_k, to_v, to_out.0]")
-        if self.bf16 is None:
-            self.bf16 = bf16_available() and not self.fp16
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:
             self.activation_checkpointing = True  # on by default: backprop through sampling is memory bound
-        try:
-            super().__post_init__()
-        except VidalignError:
-            raise
-        except ValueError as exc:
-            raise ConfigError(f"{o}: {' '.join(str(exc).split())}") from None
+        super().__post_init__()
 
     def _check_sampling(self, o: str) -> None:
         require(self.num_frames >= 1 and (self.num_frames - 1) % 4 == 0, o, "num_frames", self.num_frames,

@@ -1,30 +1,40 @@
-"""Reward-gradient fine-tuning (VADER; PISA's object reward optimisation), SPEC §5.
+"""Reward-gradient fine-tuning (VADER; PISA's object reward optimisation), SPEC §5, on ``transformers.Trainer``.
 
-Each optimizer step: draw prompts (VADER: a prompt set) or ground-truth drop clips (PISA: first frame, masks,
-depth), sample latents from noise with the policy (:func:`~vidalign.training.sampling.sample_flow`, gradients
-from the cutoff step to the end), decode the requested frames with gradient checkpointing, score them with the
-weighted rewards, backpropagate, clip to ``max_grad_norm`` and step AdamW. LoRA (rank 16 on attention, VADER) or
-full fine-tuning (PISA). Runs single-process or under ``accelerate launch`` (DDP; the drop-shard stream splits by
-rank). Checkpoints: LoRA weights in diffusers' format (``WanPipeline.load_lora_weights``) or the full
-transformer, plus the config; ``log.jsonl`` gets one line of metrics per logging step.
+Each optimizer step: draw prompts (VADER: a prompt set, drawn at random) or ground-truth drop clips (PISA: first
+frame, masks, depth), sample latents from noise with the policy (:func:`~vidalign.training.sampling.sample_flow`,
+gradients from the cutoff step to the end), decode the requested frames with gradient checkpointing, score them
+with the weighted rewards; ``Trainer`` backpropagates, accumulates, clips to ``max_grad_norm`` and steps the
+optimizer and scheduler. LoRA (rank 16 on attention, VADER) or full fine-tuning (PISA).
+
+:class:`RewardTrainer` shares :class:`~vidalign.training.trainer_base.VidalignTrainer` with the DPO and SFT
+trainers: checkpoints with optimizer, scheduler and RNG state, an exactly resumable data stream (prompts or drop
+shards, split by rank and DataLoader worker), per-step seeded noise, ``report_to``, ``push_to_hub``, callbacks,
+``save_total_limit``, diffusers-format weights (``WanPipeline.load_lora_weights``) with a model card, and
+validation videos. Metrics: ``reward/<name>`` (scores, TRL-style averages) and ``cutoff``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import random
-import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from vidalign.errors import InputError, VidalignError
+from vidalign.errors import ConfigError, InputError, VidalignError
+from vidalign.training.components import (  # noqa: F401  (re-exported: the reward trainer's model API)
+    RANDOM_PRESETS,
+    WanComponents,
+    _base,
+    _to,
+    load_components,
+    random_wan_components,
+    save_components,
+)
+from vidalign.training.data import META_KEYS, ListSource, ShardSource, StreamId, StreamSource
 from vidalign.training.reward_config import RewardGradientConfig
 from vidalign.training.rewards import Reward, RewardInputs
 from vidalign.training.sampling import (
@@ -37,127 +47,10 @@ from vidalign.training.sampling import (
     num_latent_frames,
     sample_flow,
 )
-
-
-# ----------------------------------------------------------------------------------------------- model
-@dataclass
-class WanComponents:
-    """The pieces of a Wan pipeline the trainer uses (text encoder and tokenizer may be freed after encoding)."""
-
-    transformer: Any
-    vae: Any
-    text_encoder: Any
-    tokenizer: Any
-
-
-def load_components(model: str, revision: str | None = None, dtype: torch.dtype | None = None,
-                    transformer_dtype: torch.dtype | None = None) -> WanComponents:
-    """Load a diffusers Wan pipeline's transformer, VAE, text encoder and tokenizer by Hub id or folder.
-
-    Loading straight into ``dtype`` (rather than casting afterwards) keeps the modules diffusers marks as
-    fp32-only (norms, time embedding) in fp32.
-    """
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from transformers import AutoConfig, AutoTokenizer, T5EncoderModel, UMT5EncoderModel
-
-    def load(what: str, fn):
-        try:
-            return fn()
-        except (OSError, ValueError) as exc:
-            raise VidalignError(f"model_name_or_path={model!r}: cannot load its {what} "
-                                f"({' '.join(str(exc).split())[:200]}); give a diffusers Wan pipeline") from None
-
-    transformer = load("transformer", lambda: WanTransformer3DModel.from_pretrained(
-        model, subfolder="transformer", revision=revision, torch_dtype=transformer_dtype or dtype))
-    vae = load("vae", lambda: AutoencoderKLWan.from_pretrained(model, subfolder="vae", revision=revision,
-                                                               torch_dtype=dtype))
-    tokenizer = load("tokenizer", lambda: AutoTokenizer.from_pretrained(model, subfolder="tokenizer",
-                                                                          revision=revision))
-    te_cfg = load("text_encoder", lambda: AutoConfig.from_pretrained(model, subfolder="text_encoder",
-                                                                     revision=revision))
-    te_cls = T5EncoderModel if te_cfg.model_type == "t5" else UMT5EncoderModel
-    text_encoder = load("text_encoder", lambda: te_cls.from_pretrained(model, subfolder="text_encoder",
-                                                                       revision=revision, dtype=dtype))
-    return WanComponents(transformer, vae, text_encoder, tokenizer)
-
-
-RANDOM_PRESETS = ("tiny", "wan2.1-1.3b")
-_WORDS = ("a an the of on in to and with at video object objects dropping drops falls falling onto table floor ball "
-          "cat dog horse bird fish red blue green black white small large playing running jumping").split()
-
-
-def random_wan_components(preset: str = "tiny", seed: int = 0) -> WanComponents:
-    """Randomly initialised Wan components for smoke tests and benchmarks (nothing is downloaded).
-
-    ``tiny``: a few thousand parameters, 4 latent channels; ``wan2.1-1.3b``: the Wan 2.1 T2V 1.3B transformer and
-    VAE architectures. Both get a word-level tokenizer and a one-layer UMT5 encoder of the right width (the real
-    umT5-XXL is irrelevant to what the benchmarks measure).
-    """
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
-
-    if preset not in RANDOM_PRESETS:
-        raise VidalignError(f"random Wan preset {preset!r} is unknown; choose one of {', '.join(RANDOM_PRESETS)}")
-    torch.manual_seed(seed)
-    if preset == "tiny":
-        transformer = WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
-            text_dim=16, freq_dim=32, ffn_dim=16, num_layers=2, cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
-        vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                               temperal_downsample=[False, True, True], latents_mean=[0.0] * 4,
-                               latents_std=[1.0] * 4)
-    else:
-        transformer = WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
-            text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
-        vae = AutoencoderKLWan()  # diffusers' defaults are the Wan 2.1 VAE
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(dict.fromkeys(_WORDS))}}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    text_dim = int(transformer.config.text_dim)
-    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(vocab), d_model=text_dim, d_kv=8, d_ff=32,
-                                               num_layers=1, num_heads=2, relative_attention_num_buckets=8))
-    return WanComponents(transformer, vae, text_encoder, tokenizer)
-
-
-def save_components(components: WanComponents, folder: str | Path) -> Path:
-    """Write components in a diffusers pipeline's subfolder layout, readable by :func:`load_components`."""
-    folder = Path(folder)
-    for name in ("transformer", "vae", "text_encoder", "tokenizer"):
-        getattr(components, name).save_pretrained(folder / name)
-    return folder
-
-
-def _to(module, device, dtype: torch.dtype):
-    """Move ``module``; cast only when none of its weights has ``dtype`` yet (a model loaded in bf16 keeps the
-    modules diffusers pins to fp32, and casting it again would undo that)."""
-    if any(p.dtype == dtype for p in module.parameters()):
-        return module.to(device)
-    return module.to(device, dtype)
-
-
-def _base(model):
-    """The module behind a DDP/compile wrapper."""
-    return getattr(model, "module", model)
+from vidalign.training.trainer_base import VidalignTrainer
 
 
 # ----------------------------------------------------------------------------------------------- data
-@dataclass
-class Batch:
-    """One step's inputs: prompts, and for PISA the ground truth (frames in [−1, 1] at the sampling size)."""
-
-    prompts: list[str]
-    gt_frames: torch.Tensor | None = None  # [B, Tg, 3, H, W]
-    gt_masks: list[torch.Tensor] | None = None  # per sample [Tg, N, h, w] bool
-    gt_depth: torch.Tensor | None = None  # [B, Tg, h, w]
-    keys: list[str] | None = None
-
-
 def _member(sample: dict, name: str) -> Any:
     from vidalign.format import decode_member
 
@@ -191,20 +84,80 @@ def clip_example(sample: dict, caption: str | None, need: set[str]) -> dict[str,
     return out
 
 
-def collate_clips(examples: list[dict], height: int, width: int) -> Batch:
-    """Stack clips, trimmed to the shortest, frames resized to the sampling size and scaled to [−1, 1]."""
-    t = min(len(e["frames"]) for e in examples)
-    frames = []
-    for e in examples:
-        x = torch.from_numpy(np.ascontiguousarray(e["frames"][:t])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        if tuple(x.shape[-2:]) != (height, width):
-            x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-        frames.append(x)
-    masks = [torch.from_numpy(e["masks"][:t]).bool() for e in examples] if "masks" in examples[0] else None
-    depth = None
-    if "depth" in examples[0]:
-        depth = torch.stack([torch.from_numpy(e["depth"][:t].astype(np.float32)) for e in examples])
-    return Batch([e["prompt"] for e in examples], torch.stack(frames), masks, depth, [e["key"] for e in examples])
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 ``[T, H, W, 3]`` → float32 ``[T, 3, height, width]`` in [−1, 1] (antialiased bilinear)."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if tuple(x.shape[-2:]) != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    return x.numpy()
+
+
+@dataclass(frozen=True)
+class DropClipPrep:
+    """One PISA example: the clip's frames at the sampling size, its caption and the GT members a reward reads."""
+
+    caption: str | None
+    need: tuple[str, ...]
+    height: int
+    width: int
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict[str, Any]:
+        del rng
+        ex = clip_example(sample, self.caption, set(self.need))
+        out = {"prompt": ex["prompt"], "gt_frames": resize_frames(ex["frames"], self.height, self.width)}
+        if "masks" in ex:
+            out["gt_masks"] = ex["masks"].astype(bool)
+        if "depth" in ex:
+            out["gt_depth"] = ex["depth"].astype(np.float32)
+        return out
+
+
+@dataclass(frozen=True)
+class PromptPrep:
+    """One VADER example: a prompt."""
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict[str, Any]:
+        del rng
+        return {"prompt": sample["prompt"]}
+
+
+class PromptSource:
+    """Prompts drawn uniformly with replacement (VADER's ``random.choice``), seeded per stream and pass, so any
+    number of ranks and workers can share a short prompt list and a resumed run draws the same prompts."""
+
+    def __init__(self, prompts: list[str]):
+        if not prompts:
+            raise ConfigError("prompts: the prompt set is empty")
+        self.prompts = list(prompts)
+
+    def iterate(self, sid: StreamId, pass_index: int, skip: int, seed: int):
+        rng = random.Random(f"{seed}/prompts/{sid.index}/{sid.total}/{pass_index}")
+        for i in range(len(self.prompts)):
+            p = rng.choice(self.prompts)
+            if i >= skip:
+                yield {"__key__": f"p{pass_index}-{i}", "prompt": p}
+
+    def describe(self) -> str:
+        return f"{len(self.prompts)} prompts"
+
+
+def collate_rewards(samples: list[dict]) -> dict[str, Any]:
+    """Prompts as a list; GT frames/depth stacked (trimmed to the shortest clip); masks one tensor per sample (object
+    counts differ); stream tags as int64."""
+    out: dict[str, Any] = {"prompts": [s["prompt"] for s in samples]}
+    if "gt_frames" in samples[0]:
+        t = min(len(s["gt_frames"]) for s in samples)
+        out["gt_frames"] = torch.from_numpy(np.stack([s["gt_frames"][:t] for s in samples]))
+        if "gt_masks" in samples[0]:
+            out["gt_masks"] = [torch.from_numpy(s["gt_masks"][:t]) for s in samples]
+        if "gt_depth" in samples[0]:
+            out["gt_depth"] = torch.from_numpy(np.stack([s["gt_depth"][:t] for s in samples]))
+    for k in META_KEYS:
+        if k in samples[0]:
+            out[k] = torch.tensor([s[k] for s in samples], dtype=torch.long)
+    if "__key__" in samples[0]:
+        out["__key__"] = [s["__key__"] for s in samples]
+    return out
 
 
 class PromptEmbedder:
@@ -232,261 +185,200 @@ class PromptEmbedder:
             torch.cuda.empty_cache()
 
 
+def reward_source(data: Any, args: RewardGradientConfig):
+    """The prompt set, or the drop shards / sample dicts ``data`` (default ``args.train_data``), as a source."""
+    if data is None and args.train_data is None:
+        return PromptSource(args.prompt_list)
+    data = data if data is not None else args.train_data
+    if isinstance(data, (list, tuple)) and data and isinstance(data[0], dict):
+        return ListSource(data)
+    if args.shuffle_buffer > 1:  # a shuffle buffer: resuming replays (reads, not decodes) what was consumed
+        from vidalign.data import ShardStream
+        from vidalign.shards import shard_paths
+
+        urls = shard_paths(data, args.train_config, args.data_split, option="train_config")
+        return StreamSource(ShardStream(urls, resample=args.data_resample, shuffle=args.shuffle_buffer,
+                                        decode=False,
+                                        seed=args.data_seed if args.data_seed is not None else args.seed))
+    return ShardSource(data, config=args.train_config, split=args.data_split, resample=args.data_resample)
+
+
+
 # ----------------------------------------------------------------------------------------------- trainer
-class RewardTrainer:
+class RewardTrainer(VidalignTrainer):
     """Reward-gradient trainer (see the module docstring).
 
-    ``components``/``rewards``/``examples`` replace what the config would load (tests, benchmarks, notebooks):
-    ``rewards`` is a list of ``(weight, Reward)``, ``examples`` an iterable of drop-shard sample dicts.
+    Args:
+        model: the Wan pipeline's parts (:class:`WanComponents`), a pipeline Hub id / folder, or None
+            (``args.model_name_or_path``).
+        args: a :class:`~vidalign.training.reward_config.RewardGradientConfig`.
+        train_dataset: drop shards (folder, glob, list of shards) or a list of drop-shard sample dicts; default
+            ``args.train_data``, or the prompt set when ``args.prompts`` is set.
+        rewards: ``[(weight, Reward), ...]`` replacing the config's (tests, notebooks).
+        callbacks, optimizers, peft_config: as the other trainers.
     """
 
-    def __init__(self, config: RewardGradientConfig, components: WanComponents | None = None,
-                 rewards: list[tuple[float, Reward]] | None = None, examples: Iterable[dict] | None = None):
-        from accelerate import Accelerator
-        from accelerate.utils import set_seed
+    config_class = RewardGradientConfig
+    card_tags = ("reward-gradient",)
 
-        self.cfg = cfg = config
-        mp = "bf16" if cfg.bf16 else "fp16" if cfg.fp16 else "no"
-        self.accelerator = acc = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-                                             mixed_precision=mp, cpu=cfg.use_cpu)
-        set_seed(cfg.seed)
-        self.device = acc.device
-        self.weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp, torch.float32)
-        comps = components or load_components(cfg.model_name_or_path, cfg.model_revision, self.weight_dtype,
-                                              self.weight_dtype if cfg.use_lora else torch.float32)
-        self.vae = _to(comps.vae, self.device, self.weight_dtype).requires_grad_(False).eval()
-        _to(comps.text_encoder, self.device, self.weight_dtype).requires_grad_(False).eval()
-        transformer = self._setup_transformer(comps.transformer)
-        self.trainable = [p for p in transformer.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.trainable, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                           eps=cfg.adam_epsilon, weight_decay=cfg.weight_decay)
-        from transformers import get_scheduler
-
-        # accelerate steps a prepared scheduler once per process per optimizer step: scale the horizon to match
-        self.lr_scheduler = get_scheduler(cfg.lr_scheduler_type, self.optimizer,
-                                          num_warmup_steps=cfg.get_warmup_steps(cfg.max_steps) * acc.num_processes,
-                                          num_training_steps=cfg.max_steps * acc.num_processes)
-        self.transformer, self.optimizer, self.lr_scheduler = acc.prepare(transformer, self.optimizer,
-                                                                          self.lr_scheduler)
+    def __init__(self, model: WanComponents | str | None = None, args: RewardGradientConfig | None = None,
+                 train_dataset: Any = None, rewards: list[tuple[float, Reward]] | None = None,
+                 callbacks: list | None = None, optimizers: tuple = (None, None), peft_config: Any = None,
+                 **kwargs: Any):
+        if args is None or not isinstance(args, RewardGradientConfig):
+            raise ConfigError(f"RewardTrainer needs args=RewardGradientConfig(...), got {type(args).__name__}")
+        device = args.device
+        self.weight_dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
+        comps = model if isinstance(model, WanComponents) else load_components(
+            str(model or args.model_name_or_path), args.model_revision, self.weight_dtype,
+            self.weight_dtype if args.use_lora else torch.float32)
+        self.vae = _to(comps.vae, device, self.weight_dtype).requires_grad_(False).eval()
+        _to(comps.text_encoder, device, self.weight_dtype).requires_grad_(False).eval()
+        transformer = comps.transformer
+        transformer.requires_grad_(False)
+        _to(transformer, device, self.weight_dtype if args.use_lora else torch.float32)
         self.rewards = rewards if rewards is not None else [
-            (s.weight, s.build(self.device, self.weight_dtype)) for s in cfg.reward_specs]
-        self.reward_names = [s.name for s in cfg.reward_specs] if rewards is None else [
+            (s.weight, s.build(device, self.weight_dtype)) for s in args.reward_specs]
+        self.reward_names = [s.name for s in args.reward_specs] if rewards is None else [
             type(r).__name__ for _, r in rewards]
-        self.embed = PromptEmbedder(comps.tokenizer, comps.text_encoder, cfg.max_sequence_length, self.device,
+        self.need = tuple(sorted({f for _, r in self.rewards for f in getattr(r, "gt_fields", ())}))
+        super().__init__(model=transformer, args=args, train_dataset=train_dataset, callbacks=callbacks,
+                         optimizers=optimizers, peft_config=peft_config, **kwargs)
+        self.model.train()
+        self.embed = PromptEmbedder(comps.tokenizer, comps.text_encoder, args.max_sequence_length, device,
                                     self.weight_dtype)
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        self.scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=cfg.num_train_timesteps,
-                                                         shift=cfg.flow_shift)
-        self.sigmas = flow_sigmas(self.scheduler, cfg.num_inference_steps, self.device)
-        self.rng = random.Random(f"{cfg.seed}/{acc.process_index}")
-        self.noise_gen = torch.Generator(self.device).manual_seed(cfg.seed * 1009 + acc.process_index)
-        self.need = {f for _, r in self.rewards for f in getattr(r, "gt_fields", ())}  # GT members to decode
-        self._examples = self._example_stream(examples) if cfg.train_data is not None or examples is not None else None
-        if self._examples is None:
-            self.embed(list(cfg.prompt_list) + [cfg.negative_prompt])
+        self.scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=args.num_train_timesteps,
+                                                         shift=args.flow_shift)
+        self.sigmas = flow_sigmas(self.scheduler, args.num_inference_steps, device)
+        if isinstance(self._source, PromptSource):  # a finite prompt set: encode once, free the encoder
+            self.embed(self._source.prompts + [args.negative_prompt] + list(args.validation_prompt_list))
             self.embed.release()
-        self.global_step = 0
 
-    # --- setup
-    def _setup_transformer(self, transformer):
-        cfg = self.cfg
-        transformer.requires_grad_(False)
-        if cfg.use_lora:
-            from peft import LoraConfig
+    # --- data
+    def make_source(self, data: Any, args: RewardGradientConfig):
+        return reward_source(data, args)
 
-            _to(transformer, self.device, self.weight_dtype)
-            try:
-                transformer.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                                   init_lora_weights=True,
-                                                   target_modules=list(cfg.lora_target_modules)))
-            except ValueError as exc:
-                raise VidalignError(f"lora_target_modules={cfg.lora_target_modules!r}: {' '.join(str(exc).split())[:160]}"
-                                    "; name the transformer's attention projections (to_q, to_k, to_v, to_out.0)"
-                                    ) from None
-            for p in transformer.parameters():  # LoRA weights train in fp32 under mixed precision
-                if p.requires_grad:
-                    p.data = p.data.float()
-        else:
-            _to(transformer, self.device, torch.float32).requires_grad_(True)
-        if not any(p.requires_grad for p in transformer.parameters()):
-            raise VidalignError(f"lora_target_modules={cfg.lora_target_modules!r} matched no module of the "
-                                "transformer; name its attention projections (to_q, to_k, to_v, to_out.0)")
-        if cfg.activation_checkpointing:
-            transformer.enable_gradient_checkpointing()
-        transformer.train()
-        return transformer
+    def make_prep(self):
+        a = self.args
+        if isinstance(self._source, PromptSource):
+            return PromptPrep()
+        return DropClipPrep(a.prompt, self.need, a.height, a.width)
 
-    def _example_stream(self, examples: Iterable[dict] | None) -> Iterator[dict]:
-        cfg = self.cfg
-        if examples is None:
-            from vidalign.data import stream
+    def collate(self, samples: list[dict]) -> dict[str, Any]:
+        return collate_rewards(samples)
 
-            examples = stream(cfg.train_data, config=cfg.data_config, split=cfg.data_split, resample=True,
-                              shuffle=cfg.shuffle_buffer, seed=cfg.seed)
-        while True:
-            n = 0
-            for sample in examples:
-                n += 1
-                yield clip_example(sample, cfg.prompt, self.need)
-            if n == 0:
-                raise VidalignError(f"train_data={cfg.train_data!r} yielded no samples")
+    def next_batch(self) -> dict[str, Any]:
+        """The first batch of a fresh stream, on the device (tests, notebooks)."""
+        batch = next(iter(self.get_train_dataloader()))
+        return self._prepare_inputs({k: v for k, v in batch.items() if k not in META_KEYS and k != "__key__"})
 
     # --- one step
-    def next_batch(self) -> Batch:
-        b = self.cfg.per_device_train_batch_size
-        if self._examples is None:
-            return Batch([self.rng.choice(self.cfg.prompt_list) for _ in range(b)])
-        return collate_clips([next(self._examples) for _ in range(b)], self.cfg.height, self.cfg.width)
+    def _rngs(self, seed: int | None = None) -> tuple[torch.Generator, random.Random]:
+        """Noise generator and frame/cutoff draws of this step: seeded by (seed, rank, batch), or by ``seed``."""
+        if seed is None and self._stream_state is not None:
+            gen = self.step_generator(self.args.device)
+            return gen, random.Random(int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device)))
+        s = self.args.seed if seed is None else seed
+        return torch.Generator(self.args.device).manual_seed(s), random.Random(s)
 
-    def frame_indices(self, limit: int | None = None) -> list[int]:
+    def frame_indices(self, rng: random.Random, limit: int | None = None) -> list[int]:
         """Frames to decode this step (``random``: one uniformly drawn frame, below ``limit`` when GT is shorter)."""
-        n = self.cfg.num_frames if limit is None else min(self.cfg.num_frames, limit)
-        d = self.cfg.decode_frames
+        n = self.args.num_frames if limit is None else min(self.args.num_frames, limit)
+        d = self.args.decode_frames
         if d == "random":
-            return [self.rng.randrange(n)]
-        return list(range(self.cfg.num_frames)) if d == "all" else list(d)
+            return [rng.randrange(n)]
+        return list(range(self.args.num_frames)) if d == "all" else list(d)
 
-    def sample(self, batch: Batch, cutoff: int, keep_velocities: bool = False) -> SampleOutput:
-        cfg, vae = self.cfg, self.vae
-        b = len(batch.prompts)
+    def sample(self, model: nn.Module, inputs: dict[str, Any], cutoff: int, gen: torch.Generator,
+               keep_velocities: bool = False) -> SampleOutput:
+        a, vae = self.args, self.vae
+        prompts = inputs["prompts"]
+        b = len(prompts)
+        base = _base(model)
         ts, ss = int(vae.config.scale_factor_temporal), int(vae.config.scale_factor_spatial)
-        shape = (b, int(_base(self.transformer).config.in_channels), num_latent_frames(cfg.num_frames, ts),
-                 cfg.height // ss, cfg.width // ss)
-        noise = torch.randn(shape, generator=self.noise_gen, device=self.device)
-        emb = self.embed(batch.prompts)
-        neg = self.embed([cfg.negative_prompt] * b) if cfg.guidance_scale > 1 else None
+        shape = (b, int(base.config.in_channels), num_latent_frames(a.num_frames, ts), a.height // ss, a.width // ss)
+        noise = torch.randn(shape, generator=gen, device=gen.device).to(a.device)
+        emb = self.embed(prompts)
+        neg = self.embed([a.negative_prompt] * b) if a.guidance_scale > 1 else None
         first = None
-        if cfg.first_frame_conditioning:
-            first = encode_first_frame(vae, batch.gt_frames[:, 0].to(self.device))
+        if a.first_frame_conditioning:
+            first = encode_first_frame(vae, inputs["gt_frames"][:, 0].to(a.device))
         with self.accelerator.autocast():
-            return sample_flow(self.transformer, self.sigmas, noise, emb, cutoff=cutoff, negative_embeds=neg,
-                               guidance_scale=cfg.guidance_scale, first_latent=first,
-                               num_train_timesteps=cfg.num_train_timesteps, keep_velocities=keep_velocities,
-                               patch_size=_base(self.transformer).config.patch_size, dtype=self.weight_dtype)
+            return sample_flow(model, self.sigmas, noise, emb, cutoff=cutoff, negative_embeds=neg,
+                               guidance_scale=a.guidance_scale, first_latent=first,
+                               num_train_timesteps=a.num_train_timesteps, keep_velocities=keep_velocities,
+                               patch_size=base.config.patch_size, dtype=self.weight_dtype)
 
-    def compute_loss(self, batch: Batch, cutoff: int | None = None, keep_velocities: bool = False):
+    def reward_loss(self, model: nn.Module, inputs: dict[str, Any], cutoff: int | None = None,
+                    keep_velocities: bool = False, seed: int | None = None):
         """Sample, decode, score: ``(loss, metrics, sample_output, frames)`` for one micro-batch."""
-        cfg = self.cfg
+        a = self.args
+        gen, rng = self._rngs(seed)
         if cutoff is None:
-            cutoff = backprop_cutoff(cfg.backprop_mode, cfg.num_inference_steps, cfg.backprop_step, self.rng)
-        out = self.sample(batch, cutoff, keep_velocities)
-        tg = batch.gt_frames.shape[1] if batch.gt_frames is not None else None
-        idx = self.frame_indices(tg)
+            cutoff = backprop_cutoff(a.backprop_mode, a.num_inference_steps, a.backprop_step, rng)
+        out = self.sample(model, inputs, cutoff, gen, keep_velocities)
+        gt = inputs.get("gt_frames")
+        tg = gt.shape[1] if gt is not None else None
+        idx = self.frame_indices(rng, tg)
         if tg is not None:
             idx = [i for i in idx if i < tg]
             if not idx:
-                raise InputError(batch.keys, "mp4", f"the clips have {tg} frames, fewer than the decoded ones",
-                                 "decode earlier frames or use longer clips")
+                raise InputError(inputs.get("__key__", "<batch>"), "mp4", f"the clips have {tg} frames, fewer "
+                                 "than the decoded ones", "decode earlier frames or use longer clips")
         with self.accelerator.autocast():
-            frames = decode_frames(self.vae, out.latents, idx, checkpointing=cfg.vae_gradient_checkpointing)
+            frames = decode_frames(self.vae, out.latents, idx, checkpointing=a.vae_gradient_checkpointing)
         pick = torch.as_tensor(idx)
-        inputs = RewardInputs(
-            prompts=batch.prompts, frame_indices=idx,
-            gt_frames=batch.gt_frames[:, pick].to(self.device) if batch.gt_frames is not None else None,
-            gt_masks=[m[pick] for m in batch.gt_masks] if batch.gt_masks is not None else None,
-            gt_depth=batch.gt_depth[:, pick] if batch.gt_depth is not None else None)
+        masks, depth = inputs.get("gt_masks"), inputs.get("gt_depth")
+        rin = RewardInputs(prompts=inputs["prompts"], frame_indices=idx,
+                           gt_frames=gt[:, pick.to(gt.device)].to(a.device) if gt is not None else None,
+                           gt_masks=[m[pick.to(m.device)] for m in masks] if masks is not None else None,
+                           gt_depth=depth[:, pick.to(depth.device)] if depth is not None else None)
         total = frames.new_zeros(())
-        metrics: dict[str, float] = {"cutoff": cutoff}
+        metrics: dict[str, float] = {"cutoff": float(cutoff)}
         for name, (weight, reward) in zip(self.reward_names, self.rewards):
-            r = reward(frames.float(), inputs)
+            r = reward(frames.float(), rin)
             total = total + weight * r.loss.mean()
-            metrics[f"reward/{name}"] = float(r.score.detach().mean())
-        metrics["loss"] = float(total.detach())
+            metrics[f"reward/{name}"] = float(r.score.detach().float().mean())
         return total, metrics, out, frames
 
-    def step(self) -> dict[str, float]:
-        """One optimizer step (``gradient_accumulation_steps`` micro-batches); returns averaged metrics."""
-        acc, cfg = self.accelerator, self.cfg
-        t0 = time.perf_counter()
-        sums: dict[str, float] = {}
-        for _ in range(cfg.gradient_accumulation_steps):
-            with acc.accumulate(self.transformer):
-                loss, metrics, _, _ = self.compute_loss(self.next_batch())
-                acc.backward(loss)
-                if acc.sync_gradients:
-                    grad_norm = acc.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
-                    metrics["grad_norm"] = float(grad_norm)
-                self.optimizer.step()
-                self.lr_scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v
-        self.global_step += 1
-        out = {k: v / cfg.gradient_accumulation_steps for k, v in sums.items()}
-        if "grad_norm" in sums:
-            out["grad_norm"] = sums["grad_norm"]
-        out.update(step=self.global_step, lr=self.lr_scheduler.get_last_lr()[0], seconds=time.perf_counter() - t0)
-        return out
+    def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch=None):
+        loss, metrics, out, frames = self.reward_loss(model, inputs)
+        self.record(**metrics)
+        return (loss, {"sample": out, "frames": frames}) if return_outputs else loss
 
     @torch.no_grad()
-    def evaluate(self, batch: Batch, seed: int = 0) -> dict[str, float]:
-        """Reward scores of ``batch`` sampled from fixed noise (``seed``) without gradients: before/after checks."""
-        saved_gen, saved_rng = self.noise_gen, self.rng
-        self.noise_gen = torch.Generator(self.device).manual_seed(seed)
-        self.rng = random.Random(seed)
-        try:
-            _, metrics, _, _ = self.compute_loss(batch, cutoff=self.cfg.num_inference_steps - 1)
-        finally:
-            self.noise_gen, self.rng = saved_gen, saved_rng
+    def score(self, inputs: dict[str, Any] | list[str], seed: int = 0) -> dict[str, float]:
+        """Reward scores of ``inputs`` (or prompts) sampled from fixed noise (``seed``) without gradients."""
+        if not isinstance(inputs, dict):
+            inputs = {"prompts": list(inputs)}
+        model = self.accelerator.unwrap_model(self.model)
+        _, metrics, _, _ = self.reward_loss(model, inputs, cutoff=self.args.num_inference_steps - 1, seed=seed)
         return metrics
 
-    # --- loop
-    def train(self) -> dict[str, Any]:
-        from tqdm.auto import tqdm
+    # --- validation, card
+    def validation_videos(self, prompts: list[str]) -> list[np.ndarray]:
+        from vidalign.training.validation import render_videos
 
-        acc, cfg = self.accelerator, self.cfg
-        out_dir = Path(cfg.output_dir)
-        if acc.is_main_process:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        log_every = _every(cfg.logging_steps, cfg.max_steps)
-        save_every = _every(cfg.save_steps, cfg.max_steps) if cfg.save_strategy != "no" else 0
-        bar = tqdm(total=cfg.max_steps, desc="reward training", disable=not acc.is_main_process or cfg.disable_tqdm)
-        t0, last = time.perf_counter(), {}
-        while self.global_step < cfg.max_steps:
-            last = self.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{last['loss']:.4f}")
-            if acc.is_main_process and log_every and self.global_step % log_every == 0:
-                with open(out_dir / "log.jsonl", "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(last) + "\n")
-            if save_every and self.global_step % save_every == 0 and self.global_step < cfg.max_steps:
-                self.save(out_dir / f"checkpoint-{self.global_step}")
-        bar.close()
-        self.save(out_dir)
-        summary = {"steps": self.global_step, "seconds": time.perf_counter() - t0, "output_dir": str(out_dir),
-                   **{k: v for k, v in last.items() if k == "loss" or k.startswith("reward/")}}
-        if acc.is_main_process:
-            scores = ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.startswith("reward/"))
-            print(f"reward training: {summary['steps']} steps in {summary['seconds']:.1f}s, "
-                  f"loss {summary.get('loss', float('nan')):.4f}, {scores}; saved to {out_dir}")
-        return summary
+        a = self.args
+        first = None
+        if a.first_frame_conditioning:
+            gt = torch.from_numpy(self.first_example()["gt_frames"][:1]).to(a.device)
+            first = encode_first_frame(self.vae, gt)
+        return render_videos(self.accelerator.unwrap_model(self.model), self.vae, self.embed, prompts,
+                             height=a.validation_height or a.height, width=a.validation_width or a.width,
+                             num_frames=a.validation_num_frames or a.num_frames,
+                             num_inference_steps=a.validation_num_inference_steps,
+                             guidance_scale=a.validation_guidance_scale, flow_shift=a.flow_shift,
+                             num_train_timesteps=a.num_train_timesteps, seed=a.validation_seed,
+                             negative_prompt=a.negative_prompt, first_latent=first,
+                             autocast=self.accelerator.autocast)
 
-    def save(self, folder: Path) -> None:
-        """LoRA weights (diffusers format) or the full transformer, plus the run's config."""
-        acc = self.accelerator
-        acc.wait_for_everyone()
-        if not acc.is_main_process:
-            return
-        from vidalign.training.config import config_to_yaml
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        model = acc.unwrap_model(self.transformer)
-        if self.cfg.use_lora:
-            from diffusers import WanPipeline
-            from peft.utils import get_peft_model_state_dict
-
-            WanPipeline.save_lora_weights(folder, transformer_lora_layers=get_peft_model_state_dict(model))
-        else:
-            model.save_pretrained(folder / "transformer")
-        (folder / "reward_config.yaml").write_text(config_to_yaml(self.cfg), encoding="utf-8")
-        (folder / "trainer_state.json").write_text(json.dumps({"global_step": self.global_step,
-                                                               "seed": self.cfg.seed}), encoding="utf-8")
-
-
-def _every(value: float, total: int) -> int:
-    """TrainingArguments' steps: an int, or a fraction (< 1) of max_steps; 0 disables."""
-    if not value:
-        return 0
-    return max(1, math.ceil(value * total)) if value < 1 else int(value)
+    def model_card_info(self) -> dict[str, Any]:
+        a = self.args
+        return {"rewards": ", ".join(f"{n} × {w:g}" for n, (w, _) in zip(self.reward_names, self.rewards)),
+                "sampling": f"{a.num_frames} frames at {a.height}×{a.width}, {a.num_inference_steps} steps, "
+                            f"guidance {a.guidance_scale:g}, flow shift {a.flow_shift:g}",
+                "gradients": f"backprop {a.backprop_mode}, decoded frames {a.decode_frames}"}

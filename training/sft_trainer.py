@@ -1,53 +1,34 @@
-"""Diffusion trainers on latent shards: the shared base and supervised fine-tuning (PISA PSFT, SPEC §3).
+"""Diffusion trainers on latent shards: their shared base and supervised fine-tuning (PISA PSFT, SPEC §3).
 
-:class:`DiffusionTrainer` is a ``transformers.Trainer`` around a diffusers denoiser (``WanTransformer3DModel`` by
-default; anything called ``model(x_t, t, text, return_dict=False)``), so checkpointing, gradient accumulation,
-mixed precision, logging and DDP/FSDP come from Trainer/accelerate. It adds what diffusion needs and Trainer
-lacks: the resumable latent stream (:mod:`vidalign.training.data`), noising with per-step seeded generators (a
-resumed run draws the same noise as an uninterrupted one), diffusers-format weights (LoRA or full model) instead
-of pickles, an optional EMA, and TRL-style averaged metrics. :class:`DiffusionSFTTrainer` adds the flow-matching
-(or ε / v) regression loss; the DPO trainer lives in :mod:`vidalign.training.dpo_trainer`.
+:class:`DiffusionTrainer` is a :class:`~vidalign.training.trainer_base.VidalignTrainer` (a ``transformers.Trainer``:
+checkpoints with optimizer/scheduler/RNG/stream state, resume, report_to, push_to_hub, model cards, validation
+videos) around a diffusers denoiser (``WanTransformer3DModel`` by default; anything called ``model(x_t, t, text,
+return_dict=False)``) reading latent shards. It adds what diffusion on latents needs: noising with the per-step
+seeded generators (a resumed run draws the same noise as an uninterrupted one), caption dropout, first-frame
+conditioning, an optional EMA, and validation videos rendered with the VAE and text encoder of the model's
+pipeline. :class:`DiffusionSFTTrainer` adds the flow-matching (or ε / v) regression loss; the DPO trainer lives in
+:mod:`vidalign.training.dpo_trainer`, the reward trainer in :mod:`vidalign.training.reward_trainer`.
 """
-
 from __future__ import annotations
 
 import contextlib
 import copy
 import os
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
-from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers import TrainerCallback
 
 from vidalign.errors import ConfigError, VidalignError
 from vidalign.training import losses as L
-from vidalign.training.config import DiffusionSFTConfig, DiffusionTrainingConfig, config_to_yaml
-from vidalign.training.data import (
-    META_KEYS,
-    ClipPrep,
-    LatentStream,
-    StreamState,
-    as_source,
-    collate_latents,
-)
-from vidalign.training.lora import (
-    add_lora,
-    has_lora,
-    load_denoiser,
-    load_full,
-    load_lora,
-    save_full,
-    save_lora,
-)
+from vidalign.training.config import DiffusionSFTConfig, DiffusionTrainingConfig
+from vidalign.training.data import ClipPrep, as_source, collate_latents
+from vidalign.training.lora import load_denoiser
+from vidalign.training.trainer_base import CONFIG_NAME, STREAM_STATE_NAME, VidalignTrainer  # noqa: F401
 
-STREAM_STATE_NAME = "stream_state-rank{rank}.json"
 EMA_NAME = "ema.safetensors"
-CONFIG_NAME = "training_config.yaml"
 
 
 class EMA:
@@ -106,99 +87,60 @@ class _EMACallback(TrainerCallback):
             ema.update(self.trainer.accelerator.unwrap_model(self.trainer.model))
 
 
-class DiffusionTrainer(Trainer):
-    """Shared machinery of the diffusion trainers (see the module docstring).
+class DiffusionTrainer(VidalignTrainer):
+    """Shared machinery of the latent-shard diffusion trainers (see the module docstring).
 
     Args:
         model: a diffusers denoiser, a hub id / folder, or None (``args.model_name_or_path``).
         args: the trainer's config.
         train_dataset: latent shard folder / glob / list of shards, a ``vidalign.data.stream(...)`` dataset, a
             list of sample dicts (member names as in CONTRACTS.md) or a source; default ``args.train_data``.
+        peft_config: a peft ``LoraConfig`` (or its kwargs) for the LoRA, as TRL's trainers take one.
     """
 
     config_class: type[DiffusionTrainingConfig] = DiffusionTrainingConfig
 
     def __init__(self, model: nn.Module | str | None = None, args: DiffusionTrainingConfig | None = None,
                  train_dataset: Any = None, callbacks: list | None = None,
-                 optimizers: tuple = (None, None), **kwargs: Any):
-        if args is None:
-            raise ConfigError(f"{type(self).__name__} needs args={self.config_class.__name__}(...)")
-        if not isinstance(args, self.config_class):
-            raise ConfigError(f"{type(self).__name__}: args must be a {self.config_class.__name__}, "
-                              f"got {type(args).__name__}")
-        data = train_dataset if train_dataset is not None else args.train_data
-        if data is None:
-            raise ConfigError(f"{type(args).__name__}.train_data is not set; give a latent shard folder or glob")
-        source = as_source(data, split=args.data_split, resample=args.data_resample)
-        if model is None or isinstance(model, (str, os.PathLike)):
-            if model is not None:
-                args.model_name_or_path = str(model)
-            model = load_denoiser(args)
-        if args.use_lora:
-            if not has_lora(model):
-                add_lora(model, args)
-        else:
-            model.requires_grad_(True)
-        if args.activation_checkpointing:
-            # diffusers models switch checkpointing on themselves; Trainer would call a transformers-only method
-            model.enable_gradient_checkpointing()
-            args.activation_checkpointing = args.gradient_checkpointing = False
-        super().__init__(model=model, args=args, data_collator=collate_latents, callbacks=callbacks,
-                         optimizers=optimizers, **kwargs)
-        self.train_dataset = source
-        self._source = source
-        self._stream_state: StreamState | None = None
-        self._metrics: dict[str, list[float]] = defaultdict(list)
-        self._ema = EMA(model, args.ema_decay) if args.ema_decay else None
+                 optimizers: tuple = (None, None), peft_config: Any = None, **kwargs: Any):
+        if args is not None and isinstance(args, self.config_class):
+            self._source = self.make_source(train_dataset, args)  # bad data fails before the model loads
+            if model is None or isinstance(model, (str, os.PathLike)):
+                if model is not None:
+                    args.model_name_or_path = str(model)
+                model = load_denoiser(args)
+        super().__init__(model=model, args=args, train_dataset=train_dataset, callbacks=callbacks,
+                         optimizers=optimizers, peft_config=peft_config, **kwargs)
+        self._ema = EMA(self.model, args.ema_decay) if args.ema_decay else None
         if self._ema is not None:
             self.add_callback(_EMACallback(self))
         from vidalign.text_embeds import empty_caption_embeds
 
+        data = train_dataset if train_dataset is not None else args.train_data
         empty = empty_caption_embeds(args.empty_prompt_embeds, data, args.caption_dropout)
         self._empty_embeds = torch.from_numpy(empty) if empty is not None else None
         self._alphas_cumprod = (L.ddpm_alphas_cumprod(args.num_train_timesteps, args.beta_start, args.beta_end,
                                                       args.beta_schedule)
                                 if args.prediction_type != "flow" else None)
+        self._validation_parts = None
 
     # ------------------------------------------------------------------------------------------- data
+    def make_source(self, data: Any, args: DiffusionTrainingConfig):
+        if getattr(self, "_source", None) is not None:
+            return self._source
+        data = data if data is not None else args.train_data
+        if data is None:
+            raise ConfigError(f"{type(args).__name__}.train_data is not set; give a latent shard folder or glob")
+        return as_source(data, config=args.train_config, split=args.data_split, resample=args.data_resample)
+
     def make_prep(self):
         """The per-sample preparation of this trainer's data (picklable, runs in DataLoader workers)."""
         return ClipPrep(getattr(self.args, "latents_member", ""))
 
-    def get_train_dataloader(self) -> DataLoader:
-        """This rank's own resumable stream; not passed through accelerate's re-sharding (it splits itself)."""
-        args = self.args
-        workers = max(1, args.dataloader_num_workers)
-        state = self._stream_state or StreamState(num_workers=workers, world_size=args.world_size)
-        if state.world_size != args.world_size or state.num_workers != workers:
-            raise ConfigError(f"the checkpoint's stream was {state.world_size} ranks × {state.num_workers} workers, "
-                              f"this run has {args.world_size} × {workers}; resume with the same world size and "
-                              "dataloader_num_workers")
-        self._stream_state = state
-        seed = args.data_seed if args.data_seed is not None else args.seed
-        stream = LatentStream(self._source, self.make_prep(), seed=seed, rank=args.process_index,
-                              world_size=args.world_size, state=StreamState.from_json(state.to_json()))
-        stream.first_sample()  # malformed or video-only shards fail here, in one line
-        kwargs: dict[str, Any] = {"batch_size": self._train_batch_size, "collate_fn": collate_latents,
-                                  "num_workers": args.dataloader_num_workers, "pin_memory": args.dataloader_pin_memory}
-        if args.dataloader_num_workers > 0:
-            kwargs["persistent_workers"] = False
-            if args.dataloader_prefetch_factor is not None:
-                kwargs["prefetch_factor"] = args.dataloader_prefetch_factor
-        return DataLoader(stream, **kwargs)
-
-    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch=None) -> torch.Tensor:
-        self._stream_state.consume(inputs["__worker__"], inputs["__pass__"], inputs["__index__"])
-        inputs = {k: v for k, v in inputs.items() if k not in META_KEYS and k != "__key__"}
-        return super().training_step(model, inputs, num_items_in_batch)
+    def collate(self, samples: list[dict]) -> dict[str, Any]:
+        return collate_latents(samples)
 
     # ------------------------------------------------------------------------------------------- noising
-    def step_generator(self, device: torch.device) -> torch.Generator:
-        """A generator seeded by (seed, rank, batch number): the same draws after a resume."""
-        seed = int(np.random.SeedSequence([self.args.seed, self.args.process_index,
-                                           self._stream_state.batches]).generate_state(1)[0])
-        return torch.Generator(device=device).manual_seed(seed)
-
     def drop_captions(self, embeds: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Replace each sample's text with the empty prompt (the encoded "" stored with the data, or zeros when
         configured) with probability caption_dropout."""
@@ -246,79 +188,71 @@ class DiffusionTrainer(Trainer):
             out = model(xt, t, embeds, return_dict=False)[0]
         return out
 
-    # ------------------------------------------------------------------------------------------- metrics
-    def record(self, **values: torch.Tensor) -> None:
-        """Average each metric over ranks now and over steps until the next log (TRL's scheme)."""
-        for name, v in values.items():
-            v = v.detach().float().reshape(-1).mean().reshape(1)
-            self._metrics[name].append(self.accelerator.gather_for_metrics(v).mean().item())
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self._metrics and "loss" in logs:
-            logs.update({k: sum(v) / len(v) for k, v in self._metrics.items()})
-            self._metrics.clear()
-        super().log(logs, start_time)
-
     # ------------------------------------------------------------------------------------------- checkpoints
-    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None,
-              **kwargs: Any):
-        """``Trainer.train``; on resume the data stream continues exactly where the checkpoint left it."""
-        ckpt = resume_from_checkpoint
-        if isinstance(ckpt, bool):
-            ckpt = get_last_checkpoint(self.args.output_dir) if ckpt and os.path.isdir(self.args.output_dir) else None
-            if resume_from_checkpoint and ckpt is None:
-                raise ConfigError(f"resume_from_checkpoint: no {PREFIX_CHECKPOINT_DIR}-* folder in "
-                                  f"{self.args.output_dir}; start without resuming")
-        self._stream_state = None
-        if ckpt is not None:
-            path = os.path.join(str(ckpt), STREAM_STATE_NAME.format(rank=self.args.process_index))
-            if not os.path.isfile(path):
-                raise VidalignError(f"{ckpt}: no {os.path.basename(path)}; not a checkpoint of this trainer "
-                                    "or written with another number of ranks")
-            with open(path, encoding="utf-8") as fh:
-                self._stream_state = StreamState.from_json(fh.read(), path)
-            if self._ema is not None:
-                self._ema.load(str(ckpt))
-        return super().train(resume_from_checkpoint=ckpt, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval,
-                             **kwargs)
+    def load_extra_state(self, ckpt: str) -> None:
+        if self._ema is not None:
+            self._ema.load(ckpt)
 
-    def _save_checkpoint(self, model: nn.Module, trial) -> None:
-        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, STREAM_STATE_NAME.format(rank=self.args.process_index)), "w",
-                  encoding="utf-8") as fh:
-            fh.write(self._stream_state.to_json())
+    def save_extra_state(self, folder: str) -> None:
         if self._ema is not None and self.args.should_save:
             self._ema.save(folder)
-        super()._save_checkpoint(model, trial)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Diffusers-format weights (LoRA for ``load_lora_weights`` or a ``transformer/`` folder), the EMA weights
-        in the same format under ``ema/``, and the config as YAML (no pickled arguments)."""
+        """Also the EMA weights, in the same format, under ``ema/``."""
+        super()._save(output_dir, state_dict)
         output_dir = output_dir or self.args.output_dir
-        if not self.args.should_save:
-            return
-        os.makedirs(output_dir, exist_ok=True)
-        model = self.accelerator.unwrap_model(self.model)
-        self._save_weights(model, output_dir, state_dict)
-        if self._ema is not None:
+        if self._ema is not None and self.args.should_save:
+            model = self.accelerator.unwrap_model(self.model)
             with self._ema.applied(model):
-                self._save_weights(model, os.path.join(output_dir, "ema"), None)
-        with open(os.path.join(output_dir, CONFIG_NAME), "w", encoding="utf-8") as fh:
-            fh.write(config_to_yaml(self.args))
+                self.save_weights(model, os.path.join(output_dir, "ema"), None)
 
-    def _save_weights(self, model: nn.Module, folder: str, state_dict: dict | None) -> None:
-        if self.args.use_lora:
-            save_lora(model, folder, self.args.pipeline_class, state_dict)
-        else:
-            save_full(model, folder, state_dict)
+    # ------------------------------------------------------------------------------------------- validation
+    def validation_videos(self, prompts: list[str]) -> list[np.ndarray]:
+        """Sample with the trained denoiser and the VAE / text encoder of ``validation_pipeline`` (default: the
+        pipeline of ``model_name_or_path``), at the training clips' size unless ``validation_*`` says otherwise;
+        with first-frame conditioning, frame 0 comes from the first training clip."""
+        from vidalign.training.components import load_components
+        from vidalign.training.sampling import encode_prompts
+        from vidalign.training.validation import render_videos
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        model = self.accelerator.unwrap_model(model if model is not None else self.model)
-        if self.args.use_lora:
-            load_lora(model, resume_from_checkpoint)
-        else:
-            load_full(model, resume_from_checkpoint)
+        a = self.args
+        model = self.accelerator.unwrap_model(self.model)
+        device = next(model.parameters()).device
+        if self._validation_parts is None:
+            parts = load_components(a.pipeline_source(), a.model_revision, torch.float32, transformer=False)
+            parts.vae.to(device).eval().requires_grad_(False)
+            parts.text_encoder.to(device).eval().requires_grad_(False)
+            example = self.first_example()
+            latents = example["latents" if "latents" in example else "latents_w"]
+            self._validation_parts = (parts, latents)
+        parts, latents = self._validation_parts
+        ts, ss = int(parts.vae.config.scale_factor_temporal), int(parts.vae.config.scale_factor_spatial)
+        frames = a.validation_num_frames or (latents.shape[1] - 1) * ts + 1
+        height, width = a.validation_height or latents.shape[2] * ss, a.validation_width or latents.shape[3] * ss
+        first = torch.from_numpy(latents[None, :, :1]) if a.first_frame_conditioning else None
+        length = getattr(parts.tokenizer, "model_max_length", 512)
+        length = 512 if not isinstance(length, int) or length > 4096 else length
+
+        def embed(texts: list[str]) -> torch.Tensor:
+            return encode_prompts(parts.tokenizer, parts.text_encoder, texts, length).to(device)
+
+        return render_videos(model, parts.vae, embed, prompts, height=height, width=width, num_frames=frames,
+                             num_inference_steps=a.validation_num_inference_steps,
+                             guidance_scale=a.validation_guidance_scale, flow_shift=a.flow_shift,
+                             num_train_timesteps=a.num_train_timesteps, seed=a.validation_seed,
+                             first_latent=first, autocast=self.accelerator.autocast)
+
+    def model_card_info(self) -> dict[str, Any]:
+        a = self.args
+        info: dict[str, Any] = {"prediction type": a.prediction_type, "timestep sampler": a.timestep_sampler,
+                                "flow shift": a.flow_shift}
+        if a.first_frame_conditioning:
+            info["first-frame conditioning"] = "latent frame 0 kept clean"
+        if a.caption_dropout:
+            info["caption dropout"] = a.caption_dropout
+        if a.ema_decay:
+            info["EMA decay"] = f"{a.ema_decay:g} (weights under `ema/`)"
+        return info
 
 
 class DiffusionSFTTrainer(DiffusionTrainer):
@@ -329,6 +263,7 @@ class DiffusionSFTTrainer(DiffusionTrainer):
     """
 
     config_class = DiffusionSFTConfig
+    card_tags = ("sft",)
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch=None):

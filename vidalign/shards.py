@@ -461,9 +461,10 @@ def open_writer(root: str | os.PathLike, relpath: str, layout: Layout | None = N
     return ShardWriter(root, relpath, summarize=summarize, fsync=fsync, layout=layout)
 
 
-def shard_paths(source: str | os.PathLike | list, config: str | None = None, split: str = "train") -> list[str]:
-    """Shard paths (``.tar`` or ``.parquet``) of a dataset folder (config/split), a glob, a brace pattern, or an
-    explicit list."""
+def shard_paths(source: str | os.PathLike | list, config: str | None = None, split: str = "train",
+                option: str = "config") -> list[str]:
+    """Shard paths of a dataset folder (config/split), a glob, a brace pattern, or an explicit list. ``option``
+    names the caller's option that selects the config, in errors (a trainer's is ``train_config``)."""
     if isinstance(source, (list, tuple)):
         return [str(s) for s in source]
     source = str(source)
@@ -474,10 +475,10 @@ def shard_paths(source: str | os.PathLike | list, config: str | None = None, spl
             raise VidalignError(f"{path}: no {DATA_DIR}/<config>/ folders; is this a vidalign dataset folder?")
         if config is None:
             if len(configs) > 1:
-                raise VidalignError(f"{path}: several configs {configs}; pass config=<one of them>")
+                raise VidalignError(f"{path}: several configs {configs}; choose one with {option}=<one of them>")
             config = configs[0]
         if config not in configs:
-            raise VidalignError(f"{path}: config {config!r} not found; available: {configs}")
+            raise VidalignError(f"{path}: {option} {config!r} not found; available: {configs}")
         found = _shard_files(path / DATA_DIR / config)
         urls = [str(p) for p in found if p.name.startswith(split + "-")]
         if not urls:
