@@ -192,11 +192,12 @@ def cmd_merge(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from vidalign.hub import push
+    from vidalign.hub import push, repo_url
 
     files = push(args.folder, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run)
     verb = "would upload" if args.dry_run else "uploaded"
     for f in files:
         print(f"  {f}")
-    print(f"{verb} {len(files)} file(s) to https://huggingface.co/datasets/{args.repo_id}")
+    print(f"{verb} {len(files)} file(s) to {repo_url(args.repo_id)}"
+          + (f" (branch {args.revision})" if args.revision else ""))
     return 0
