@@ -68,6 +68,7 @@ class KubricDropBuilder(Builder):
                    "per-object visible masks [V, N, H, W] (dropping object last), metric depth and full physical "
                    "metadata per clip.")
     tags = ["video", "physics", "simulation", "pisa", "pybullet", "kubric"]
+    expensive_samples = True  # seconds of simulation and rendering per clip: small configs get many shards
     citation = ("@article{li2025pisa,\n  title={Pisa Experiments: Exploring Physics Post-Training for Video Diffusion "
                 "Models by Watching Stuff Drop},\n  author={Li, Chenyu and Michel, Oscar and Pan, Xichen and Liu, "
                 "Sainan and Roberts, Mike and Xie, Saining},\n  journal={arXiv preprint arXiv:2503.09595},\n"

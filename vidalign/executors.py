@@ -2,50 +2,132 @@
 
 All take the same picklable task (a module-level function plus its arguments) and report each result as soon as
 it arrives, so the caller can record a finished shard in the manifest before the next one ends.
+
+Progress inside a task: a task calls :func:`report_progress` (or wraps its loop in :func:`progress_iter`) as it
+makes each sample; wherever it runs — this process, a pool worker, a Ray worker — the counts reach the
+``on_progress(job, n)`` callback of :func:`run_tasks` in the calling process (batched to a few messages a
+second), so a progress bar moves per sample, not per shard.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import Callable, Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any
+from typing import Any, TypeVar
 
 from vidalign.errors import VidalignError, missing_extra
 
+T = TypeVar("T")
+ProgressFn = Callable[[str, int], None]
+
+FLUSH_SECONDS = 0.2  # a worker sends its counts at most this often (and when a job ends)
+_sink: Callable[[str, int], None] | None = None  # where report_progress sends counts in this process
+_pending: dict[str, int] = {}
+_last_flush = 0.0
+
+
+def report_progress(job: str, n: int = 1, flush: bool = False) -> None:
+    """Count ``n`` more samples done in ``job`` (a no-op when nobody listens)."""
+    global _last_flush
+    if _sink is None:
+        return
+    _pending[job] = _pending.get(job, 0) + n
+    now = time.monotonic()
+    if flush or now - _last_flush >= FLUSH_SECONDS:
+        _last_flush = now
+        for key, count in list(_pending.items()):
+            if count:
+                _sink(key, count)
+        _pending.clear()
+
+
+def progress_iter(items: Iterable[T], job: str) -> Iterator[T]:
+    """``items``, reporting one sample of ``job`` done after each (and flushing when the loop ends)."""
+    try:
+        for item in items:
+            yield item
+            report_progress(job, 1)
+    finally:
+        report_progress(job, 0, flush=True)
+
+
+def _set_sink(sink) -> None:
+    global _sink, _last_flush
+    _sink, _last_flush = sink, 0.0
+    _pending.clear()
+
+
+def _init_pool_worker(queue) -> None:  # runs once in every pool process
+    _set_sink(lambda job, n: queue.put((job, n)))
+
 
 def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], on_result: Callable[[Any], None], *,
-              executor: str = "local", workers: int = 1, ray_address: str | None = None) -> None:
-    """Call ``fn(*task)`` for every task; ``on_result`` receives each result in completion order."""
+              executor: str = "local", workers: int = 1, ray_address: str | None = None,
+              on_progress: ProgressFn | None = None) -> None:
+    """Call ``fn(*task)`` for every task; ``on_result`` receives each result in completion order, and
+    ``on_progress(job, n)`` the progress the tasks report (see the module docstring)."""
     tasks = list(tasks)
     if not tasks:
         return
     if executor == "ray":
-        _run_ray(fn, tasks, on_result, ray_address, workers)
+        _run_ray(fn, tasks, on_result, ray_address, workers, on_progress)
     elif workers <= 1 or len(tasks) == 1:
-        for t in tasks:
-            on_result(fn(*t))
+        previous = _sink
+        _set_sink(on_progress)
+        try:
+            for t in tasks:
+                on_result(fn(*t))
+        finally:
+            _set_sink(previous)
     else:
-        _run_pool(fn, tasks, on_result, workers)
+        _run_pool(fn, tasks, on_result, workers, on_progress)
 
 
-def _run_pool(fn, tasks, on_result, workers: int) -> None:
+def _run_pool(fn, tasks, on_result, workers: int, on_progress: ProgressFn | None) -> None:
     # spawn: workers never inherit torch/OpenMP/pybullet state from the parent (fork after those deadlocks)
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        pending = {pool.submit(fn, *t) for t in tasks}
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    on_result(fut.result())
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+    queue = ctx.Queue() if on_progress is not None else None
+    drain = None
+    if queue is not None:
+        def pump():
+            while (msg := queue.get()) is not None:
+                on_progress(*msg)
+        drain = threading.Thread(target=pump, name="vidalign-progress", daemon=True)
+        drain.start()
+    init = (_init_pool_worker, (queue,)) if queue is not None else (None, ())
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=init[0],
+                                 initargs=init[1]) as pool:
+            pending = {pool.submit(fn, *t) for t in tasks}
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        on_result(fut.result())
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    finally:
+        if queue is not None:
+            queue.put(None)
+            drain.join(timeout=5)
+            queue.close()
 
 
-def _run_ray(fn, tasks, on_result, address: str | None, workers: int) -> None:
+def _ray_task(queue, fn, *args):
+    """Runs in a Ray worker: progress goes to a Ray queue the driver drains."""
+    _set_sink(None if queue is None else (lambda job, n: queue.put((job, n))))
+    try:
+        return fn(*args)
+    finally:
+        _set_sink(None)
+
+
+def _run_ray(fn, tasks, on_result, address: str | None, workers: int, on_progress: ProgressFn | None) -> None:
     try:
         import ray
     except ImportError as exc:
@@ -55,15 +137,32 @@ def _run_ray(fn, tasks, on_result, address: str | None, workers: int) -> None:
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=max(1, workers), log_to_driver=False, include_dashboard=False)
-    remote = ray.remote(fn)
-    pending = [remote.remote(*t) for t in tasks]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        for ref in done:
-            try:
-                on_result(ray.get(ref))
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else None
-                if isinstance(cause, VidalignError):
-                    raise cause from None
-                raise
+    queue = None
+    if on_progress is not None:
+        from ray.util.queue import Queue
+
+        queue = Queue()
+
+    def drain():
+        if queue is not None:
+            n = queue.qsize()
+            for job, count in (queue.get_nowait_batch(n) if n else []):
+                on_progress(job, count)
+
+    remote = ray.remote(_ray_task)
+    pending = [remote.remote(queue, fn, *t) for t in tasks]
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+            drain()
+            for ref in done:
+                try:
+                    on_result(ray.get(ref))
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else None
+                    if isinstance(cause, VidalignError):
+                        raise cause from None
+                    raise
+    finally:
+        if queue is not None:
+            queue.shutdown()
