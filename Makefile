@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch first (a local wheel here): with it installed, no dependency can pull a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,ray,torchcodec]"
+	$(PY) -m pip install -q -e ".[dev,ray,torchcodec,sim,decord]"
 	touch $(STAMP)
 
 system-deps:

@@ -203,7 +203,12 @@ def mesh_info(mesh: str, collision_mesh: str | None = None) -> MeshInfo:
 
 
 def pybullet_data_dir() -> str:
-    import pybullet_data
+    try:
+        import pybullet_data
+    except ImportError as exc:
+        from vidalign.errors import missing_extra
+
+        raise missing_extra("sim", "pybullet") from exc
 
     return pybullet_data.getDataPath()
 

@@ -9,7 +9,6 @@ pure function of (shards, seed, epoch, rank, worker), so a trainer can resume by
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import Any
 from vidalign.errors import VidalignError
 from vidalign.format import MANIFEST_NAME
 from vidalign.shards import shard_paths  # noqa: F401  (re-exported: vidalign.data.shard_paths)
+from vidalign.videodecode import torchcodec_available, torchcodec_missing  # noqa: F401  (re-exported)
 
 
 def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -160,6 +160,8 @@ def load(folder: str | os.PathLike, config: str | None = None, split: str | None
     # datasets keys its cache of a local folder on the card's YAML, not on the path or the shard contents, so
     # two builds with the same card would share (stale) Arrow files: key ours on path + shard checksums
     kw = {} if streaming else {"cache_dir": _cache_dir(folder)}
+    if video_decode and not torchcodec_available():  # asked to decode: fail before preparing anything
+        raise torchcodec_missing()
     ds = datasets.load_dataset(str(folder), config, split=split, streaming=streaming, **kw)
     if video_decode is None:
         video_decode = torchcodec_available()
@@ -228,60 +230,3 @@ def _undecode_videos(ds):
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         return type(ds)({k: fix(v) for k, v in ds.items()})
     return fix(ds)
-
-
-# FFmpeg major version → sonames of the libraries torchcodec's core library for it links (avutil, avcodec,
-# avformat, avdevice, avfilter, swscale, swresample)
-_FFMPEG_SONAMES = {8: (60, 62, 62, 62, 11, 9, 6), 7: (59, 61, 61, 61, 10, 8, 5), 6: (58, 60, 60, 60, 9, 7, 4),
-                   5: (57, 59, 59, 59, 8, 6, 4), 4: (56, 58, 58, 58, 7, 5, 3)}
-_FFMPEG_LIBS = ("avutil", "avcodec", "avformat", "avdevice", "avfilter", "swscale", "swresample")
-
-
-@functools.lru_cache(maxsize=1)
-def torchcodec_available() -> bool:
-    """Whether ``datasets``' Video feature can decode here: torchcodec is installed and, for an FFmpeg major
-    version it ships a core library for, every FFmpeg library that core links can be loaded.
-
-    Checked without importing torchcodec, which imports torch and loads FFmpeg (~4.6 s in a fresh process, paid
-    by every command that only asked whether it could): finding the package and ``dlopen``-ing the FFmpeg
-    libraries takes milliseconds. Once torchcodec is imported, its own import is the answer.
-    """
-    import importlib.util
-    import sys
-
-    if "torchcodec.decoders" in sys.modules:
-        return True
-    try:
-        spec = importlib.util.find_spec("torchcodec")
-    except (ImportError, ValueError):
-        return False
-    if spec is None or not spec.submodule_search_locations:
-        return False
-    package = Path(next(iter(spec.submodule_search_locations)))
-    for major, sonames in _FFMPEG_SONAMES.items():
-        if not any(package.glob(f"libtorchcodec_core{major}.*")):
-            continue
-        if all(_loadable(lib, so) for lib, so in zip(_FFMPEG_LIBS, sonames)):
-            return True
-    return False
-
-
-def _loadable(lib: str, soname: int) -> bool:
-    import ctypes
-    import sys
-
-    if sys.platform == "darwin":
-        names = [f"lib{lib}.{soname}.dylib"]
-        names += [f"{d}/lib{lib}.{soname}.dylib" for d in (os.environ.get("CONDA_PREFIX", "") + "/lib",
-                                                            "/opt/homebrew/lib", "/usr/local/lib") if d != "/lib"]
-    elif sys.platform == "win32":
-        names = [f"{lib}-{soname}.dll"]
-    else:
-        names = [f"lib{lib}.so.{soname}"]
-    for name in names:
-        try:
-            ctypes.CDLL(name)
-            return True
-        except OSError:
-            continue
-    return False
