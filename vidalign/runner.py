@@ -163,7 +163,7 @@ def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = N
     try:
         run_tasks(build_job, [(name, args, builder_opts, j, str(out)) for j in todo], on_result,
                   executor=opts.executor, workers=opts.workers, ray_address=opts.ray_address,
-                  on_progress=progress.advance)
+                  on_progress=progress.advance if opts.progress else None)
     finally:
         progress.close()
     for entry in manifest["configs"].values():

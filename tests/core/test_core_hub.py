@@ -92,6 +92,8 @@ def test_interrupted_push_resumes(tiny_ds, hub_server):
     assert hub_server.count("PUT", "/_lfs/objects/") == puts
     got = hub_server.files("org/tiny")
     assert all(got[f] == (tiny_ds / f).read_bytes() for f in upload_files(tiny_ds))
+    push(tiny_ds, "org/tiny", revision="v1")  # --revision: the branch is created from main, nothing re-sent
+    assert hub_server.files("org/tiny", revision="v1") == got and hub_server.count("PUT", "/_lfs/objects/") == puts
 
 
 def test_push_fails_fast_without_token_or_network(tiny_ds, hub_server, monkeypatch, tmp_path):

@@ -23,17 +23,17 @@ def test_plan_sizing_is_a_pure_function_of_the_arguments():
 
 
 def test_workers_report_each_sample_before_the_shard_ends(tmp_path):
-    b = make_builder("synthetic", {"num_samples": 6, "work_ms": 300.0}, samples_per_shard=3)
+    b = make_builder("synthetic", {"num_samples": 4, "work_ms": 300.0}, samples_per_shard=2)
     jobs = b.plan()
-    opts = {"seed": 0, "on_error": "raise", "samples_per_shard": 3, "shard_size": 500.0}
+    opts = {"seed": 0, "on_error": "raise", "samples_per_shard": 2, "shard_size": 500.0}
     events = []
-    run_tasks(build_job, [("synthetic", {"num_samples": 6, "work_ms": 300.0}, opts, j, str(tmp_path))
+    run_tasks(build_job, [("synthetic", {"num_samples": 4, "work_ms": 300.0}, opts, j, str(tmp_path))
                           for j in jobs],
               lambda r: events.append(("done", r["record"]["path"], time.monotonic())), workers=2,
               on_progress=lambda job, n: events.append(("progress", job, n)))
     for j in jobs:
         counts = [e[2] for e in events if e[0] == "progress" and e[1] == j.relpath]
-        assert sum(counts) == 3 and len(counts) >= 2, events  # per sample, not one message per shard
+        assert sum(counts) == 2 and len(counts) == 2, events  # per sample, not one message per shard
         first = next(i for i, e in enumerate(events) if e[1] == j.relpath)
         done = next(i for i, e in enumerate(events) if e[0] == "done" and e[1] == j.relpath)
         assert first < done
