@@ -11,7 +11,7 @@ Endpoints (``{t}`` is ``models``, ``datasets`` or ``spaces``; ``{p}`` the URL pr
 Account and repositories
   ``GET  /api/whoami-v2``                         the token's user (401 without a valid token)
   ``POST /api/repos/create``                      ``{name, organization, type, private|visibility}``; 409 if it
-                                                  exists; the first commit holds the Hub's default ``.gitattributes``
+                                                  exists; the first commit holds a default ``.gitattributes``
   ``POST /api/repos/delete``                      ``{name, organization, type}``
   ``POST /api/validate-yaml``                     always valid (no warnings)
   ``GET  /api/agent-harnesses``                   an empty registry
@@ -45,8 +45,14 @@ Download (``hf_hub_download``, ``HfFileSystem`` / ``hf://``, ``datasets.load_dat
 Errors carry ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``) and ``X-Error-Message``,
 so the client raises its own exception classes. Private repositories answer ``RepoNotFound`` without the token.
 
+Test side (:class:`HubServer`): ``url``, ``token``, ``env()`` (variables for subprocesses), ``create_repo(repo_id,
+repo_type, files)`` to seed a repository directly, ``files(repo_id)`` (path → bytes at a revision), ``lfs_paths``,
+``commits`` (titles), ``requests`` / ``count(method, path_part)`` / ``ranges`` (what clients asked), and
+``fail_next["METHOD /path-prefix"] = status`` to answer one matching request with an error (an interrupted upload).
+:func:`point_clients_at` points this process's clients at a server (the ``hub_server`` fixture uses it).
+
 Not implemented: the Xet storage protocol (``/xet-write-token``, ``/xet-read-token`` answer 501: with ``hf_xet``
-installed, huggingface_hub ≥ 1.0 uploads LFS-mode files through Xet unless ``HF_HUB_DISABLE_XET=1``, which the
+installed, huggingface_hub 2.x (2.4.0 here) uploads LFS-mode files through Xet unless ``HF_HUB_DISABLE_XET=1``, which the
 fixture sets — the documented switch that makes it use the LFS batch API), multipart LFS, pull requests /
 discussions, tags, ``.gitignore`` rules, pagination (every listing is one page).
 """
