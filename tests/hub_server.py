@@ -52,9 +52,9 @@ repo_type, files)`` to seed a repository directly, ``files(repo_id)`` (path → 
 :func:`point_clients_at` points this process's clients at a server (the ``hub_server`` fixture uses it).
 
 Not implemented: the Xet storage protocol (``/xet-write-token``, ``/xet-read-token`` answer 501: with ``hf_xet``
-installed, huggingface_hub 2.x (2.4.0 here) uploads LFS-mode files through Xet unless ``HF_HUB_DISABLE_XET=1``, which the
-fixture sets — the documented switch that makes it use the LFS batch API), multipart LFS, pull requests /
-discussions, tags, ``.gitignore`` rules, pagination (every listing is one page).
+installed, huggingface_hub 2.x (2.4.0 here) uploads LFS-mode files through Xet unless ``HF_HUB_DISABLE_XET=1``,
+which the fixture sets — the documented switch that makes it use the LFS batch API), multipart LFS, pull
+requests / discussions, tags, ``.gitignore`` rules, pagination (every listing is one page).
 """
 
 from __future__ import annotations
