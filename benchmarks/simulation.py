@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--kubric-frames", type=int, default=2, help="Cycles frames to render (time scaled to a clip)")
     p.add_argument("--skip-scaling", action="store_true")
+    p.add_argument("--only-scaling", action="store_true", help="run line [2] only")
     args = p.parse_args(argv)
 
     from vidalign.simulation.scene import sample_scene
@@ -126,18 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     config = DropSceneConfig(resolution=args.resolution, num_frames=args.frames)
     seeds = list(range(1, args.num_scenes + 1))
     out = tempfile.mkdtemp(prefix="vidalign_bench_sim_")
-    full_pipeline(DropSceneConfig(resolution=32, num_frames=2), 0, out)  # warm caches and imports
+    if not args.only_scaling:
+        full_pipeline(DropSceneConfig(resolution=32, num_frames=2), 0, out)  # warm caches and imports
     bare, full = [], []
-    for s in seeds:
+    for s in ([] if args.only_scaling else seeds):
         scene = sample_scene(config, s)
         bare.append(bare_loop(scene))
         full.append(full_pipeline(config, s, out))
-    (wb, cb), (wf, cf) = sum(bare), sum(full)
     n = len(seeds)
-    print(f"[1] {args.resolution}², {args.frames} frames, {n} scenes, per core (CPU time): full pipeline "
-          f"{60 * n / cf:.1f} clips/min ({cf / n:.2f} s/clip), bare pybullet step+render loop {60 * n / cb:.1f} "
-          f"clips/min ({cb / n:.2f} s/clip); overhead ratio {cf / cb:.2f} (target ≤ 1.3); "
-          f"wall-clock ratio {wf / wb:.2f}; load average {os.getloadavg()[0]:.1f}")
+    if not args.only_scaling:
+        (wb, cb), (wf, cf) = sum(bare), sum(full)
+        print(f"[1] {args.resolution}², {args.frames} frames, {n} scenes, per core (CPU time): full pipeline "
+              f"{60 * n / cf:.1f} clips/min ({cf / n:.2f} s/clip), bare pybullet step+render loop "
+              f"{60 * n / cb:.1f} clips/min ({cb / n:.2f} s/clip); overhead ratio {cf / cb:.2f} (target ≤ 1.3); "
+              f"wall-clock ratio {wf / wb:.2f}; load average {os.getloadavg()[0]:.1f}")
 
     if not args.skip_scaling:
         from vidalign.builder import make_builder
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{t1:.1f} s, --workers 2 {t2:.1f} s → speed-up {t1 / t2:.2f}× (target ≥ 1.8×); CPU {c1:.1f} s vs "
               f"{c2:.1f} s (the rest of the gap is start-up and the serial card/preview); {os.cpu_count()} CPUs, "
               f"load average {l1:.1f} / {l2:.1f} at the starts")
+    if args.only_scaling:
+        return 0
 
     from vidalign.simulation.kubric_compat import kubric_available
 
