@@ -68,20 +68,24 @@ def _paths(meta: dict[str, Any], n: int) -> list[np.ndarray | None]:
     return out
 
 
-def annotate_clip(frames: np.ndarray, masks: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+def annotate_clip(frames: np.ndarray, masks: np.ndarray, meta: dict[str, Any],
+                  indices: np.ndarray | None = None) -> np.ndarray:
     """Frames [T, H, W, 3] with each object's mask outline and centre path drawn in the object's colour (the
-    path up to the frame, and a dot where the object is); the last object (the dropping one) drawn thicker."""
+    path up to the frame, and a dot where the object is); the last object (the dropping one) drawn thicker.
+    ``indices``: the clip frame each of ``frames`` is (when only some frames are drawn, as on a sheet)."""
     from PIL import Image, ImageDraw
 
     out = np.array(frames, dtype=np.uint8, copy=True)
     t, n = masks.shape[:2]
     paths = _paths(meta, n)
-    for f in range(min(t, len(out))):
+    indices = np.arange(len(out)) if indices is None else np.asarray(indices)
+    for k in range(min(t, len(out))):
+        f = int(indices[k])
         for i in range(n):
-            out[f][outline(masks[f, i])] = object_colour(i)
+            out[k][outline(masks[k, i])] = object_colour(i)
         if not any(p is not None for p in paths):
             continue
-        img = Image.fromarray(out[f])
+        img = Image.fromarray(out[k])
         draw = ImageDraw.Draw(img)
         for i, path in enumerate(paths):
             if path is None or not len(path):
@@ -92,7 +96,7 @@ def annotate_clip(frames: np.ndarray, masks: np.ndarray, meta: dict[str, Any]) -
                 draw.line(pts, fill=object_colour(i), width=width)
             x, y = path[min(f, len(path) - 1)]
             draw.ellipse([x - r, y - r, x + r, y + r], fill=object_colour(i))
-        out[f] = np.asarray(img)
+        out[k] = np.asarray(img)
     return out
 
 
@@ -106,6 +110,7 @@ class Row:
     fps: float
     title: list[tuple] = field(default_factory=list)
     new_group: bool = True  # starts a new sample: more space above it than between the rows of one sample
+    times: np.ndarray | None = None  # seconds of each frame, when ``frames`` are a selection of the clip
 
 
 def _font():
@@ -162,7 +167,7 @@ def contact_sheet(rows: list[Row], columns: int = 6, gap: int = GAP) -> np.ndarr
             text = _fit(draw, text, width - x, font)
             draw.text((x, y0), text, fill=colour, font=font)
             x += draw.textlength(text + "  ", font=font)
-        times = frame_times(len(row.frames), row.fps)
+        times = frame_times(len(row.frames), row.fps) if row.times is None else np.asarray(row.times)
         picks = np.linspace(0, len(row.frames) - 1, columns).round().astype(int)
         for c, f in enumerate(picks):
             frame = row.frames[f]
@@ -198,7 +203,7 @@ def grid_animation(grid: list[list[Row]], gap: int = GAP) -> np.ndarray:
     out = np.full((t, len(grid) * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
     for r, row in enumerate(grid):
         for c, clip in enumerate(row):
-            times = frame_times(len(clip.frames), clip.fps)
+            times = frame_times(len(clip.frames), clip.fps) if clip.times is None else np.asarray(clip.times)
             for f in range(t):
                 k = min(f, len(clip.frames) - 1)
                 frame = clip.frames[k]
@@ -222,21 +227,25 @@ def _score(value: Any) -> str:
     return f" {value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
 
 
-def _drop_rows(sample: dict[str, Any]) -> Row:
+def _drop_rows(sample: dict[str, Any], columns: int | None = None) -> Row:
+    """A clip's row; with ``columns``, only the frames a sheet shows are kept (and drawn on)."""
     from vidalign.media import decode_mp4
 
     frames, fps = decode_mp4(sample["mp4"], source=f"{sample['__key__']}.mp4")
+    picks = np.linspace(0, len(frames) - 1, columns).round().astype(int) if columns else np.arange(len(frames))
+    times = frame_times(len(frames), fps)[picks]
+    frames = frames[picks]
     meta = sample.get("json") if isinstance(sample.get("json"), dict) else {}
     title = [(sample["__key__"], INK)]
     if "mask.npz" in sample:
-        masks = sample["mask.npz"]["mask"]
-        frames = annotate_clip(frames, masks, meta)
+        masks = sample["mask.npz"]["mask"][picks]
+        frames = annotate_clip(frames, masks, meta, indices=picks)
         objects = meta.get("objects") or []
         for i in range(masks.shape[1]):
             o = objects[i] if i < len(objects) else {}
             name = str(o.get("name") or o.get("asset") or f"object {i}")
             title.append((name + (" (dropping)" if i == masks.shape[1] - 1 else ""), object_colour(i), True))
-    return Row(frames, fps, title)
+    return Row(frames, fps, title, times=times)
 
 
 def _pair_rows(sample: dict[str, Any]) -> tuple[Row, Row]:
@@ -270,7 +279,7 @@ def write_preview(folder: str | Path, out: str | Path, num_clips: int = 4, confi
             if "chosen.mp4" in sample and "rejected.mp4" in sample:
                 grid.append(list(_pair_rows(sample)))
             elif "mp4" in sample:
-                grid.append([_drop_rows(sample)])
+                grid.append([_drop_rows(sample, columns if out.suffix.lower() == ".png" else None)])
             else:
                 break  # no video in this config: try the next
         if grid:
