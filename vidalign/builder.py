@@ -110,7 +110,7 @@ class BuildOptions:
                                                 "every worker has work)")
     samples_per_shard: int | None = _opt(None, "samples per shard (overrides --shard-size)")
     on_error: Literal["raise", "skip"] = _opt("raise", "raise on the first bad input, or skip it and list it in the manifest")
-    workers: int = _opt(1, "parallel worker processes (local executor)")
+    workers: int = _opt(1, "parallel worker processes, this one included (local executor)")
     executor: Literal["local", "ray"] = _opt("local", "local process pool, or a Ray cluster")
     ray_address: str | None = _opt(None, "Ray cluster address (default: a local Ray instance)")
     shard_index: int | None = _opt(None, "run only slice i of the shard plan (SLURM array, indexed job)")

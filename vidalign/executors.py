@@ -1,7 +1,8 @@
 """Executors run shard jobs: inline, on a local process pool, or on a Ray cluster.
 
 All take the same picklable task (a module-level function plus its arguments) and report each result as soon as
-it arrives, so the caller can record a finished shard in the manifest before the next one ends.
+it arrives, so the caller can record a finished shard in the manifest before the next one ends. A local pool of
+``workers`` is this process plus ``workers - 1`` spawned ones, each handed the next task the moment it is free.
 
 Progress inside a task: a task calls :func:`report_progress` (or wraps its loop in :func:`progress_iter`) as it
 makes each sample; wherever it runs — this process, a pool worker, a Ray worker — the counts reach the
@@ -11,11 +12,13 @@ second), so a progress bar moves per sample, not per shard.
 
 from __future__ import annotations
 
+import collections
 import multiprocessing as mp
+import queue as queue_mod
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from vidalign.errors import VidalignError, missing_extra
@@ -86,8 +89,40 @@ def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], on_result: Callabl
         _run_pool(fn, tasks, on_result, workers, on_progress)
 
 
+class _Feeder:
+    """Hands tasks out one at a time, to pool processes (from the pool's result callbacks, so a worker gets its
+    next task the moment it finishes one) and to this process (between recording results)."""
+
+    def __init__(self, tasks: list[tuple]):
+        self._todo = collections.deque(tasks)
+        self._lock = threading.Lock()
+        self.stopped = False
+        self.results: queue_mod.Queue = queue_mod.Queue()  # finished pool futures, recorded by the main thread
+
+    def take(self) -> tuple | None:
+        with self._lock:
+            return self._todo.popleft() if self._todo and not self.stopped else None
+
+    def feed(self, pool, fn) -> bool:
+        task = self.take()
+        if task is None:
+            return False
+        try:
+            fut = pool.submit(fn, *task)
+        except RuntimeError:  # the pool is shutting down after an error
+            return False
+        fut.add_done_callback(lambda f: self._finished(f, pool, fn))
+        return True
+
+    def _finished(self, fut, pool, fn) -> None:
+        self.results.put(fut)
+        if not fut.cancelled() and fut.exception() is None:
+            self.feed(pool, fn)
+
+
 def _run_pool(fn, tasks, on_result, workers: int, on_progress: ProgressFn | None) -> None:
-    # spawn: workers never inherit torch/OpenMP/pybullet state from the parent (fork after those deadlocks)
+    """``workers`` processes: this one (it has the imports already, and would only wait) and ``workers - 1``
+    spawned ones (spawn: they never inherit torch/OpenMP/pybullet state, which fork after those deadlocks)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue() if on_progress is not None else None
     drain = None
@@ -98,20 +133,37 @@ def _run_pool(fn, tasks, on_result, workers: int, on_progress: ProgressFn | None
         drain = threading.Thread(target=pump, name="vidalign-progress", daemon=True)
         drain.start()
     init = (_init_pool_worker, (queue,)) if queue is not None else (None, ())
+    feeder = _Feeder(tasks)
+    recorded, previous, spawned = 0, _sink, min(workers - 1, len(tasks) - 1)
+    _set_sink(on_progress)
     try:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=init[0],
+        with ProcessPoolExecutor(max_workers=spawned, mp_context=ctx, initializer=init[0],
                                  initargs=init[1]) as pool:
-            pending = {pool.submit(fn, *t) for t in tasks}
             try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
+                for _ in range(spawned):
+                    feeder.feed(pool, fn)
+                while recorded < len(tasks):
+                    while True:  # record what the pool finished
+                        try:
+                            fut = feeder.results.get_nowait()
+                        except queue_mod.Empty:
+                            break
                         on_result(fut.result())
+                        recorded += 1
+                    task = feeder.take()
+                    if task is not None:  # then work here too
+                        on_result(fn(*task))
+                        recorded += 1
+                    elif recorded < len(tasks):
+                        fut = feeder.results.get()
+                        on_result(fut.result())
+                        recorded += 1
             except BaseException:
-                for fut in pending:
-                    fut.cancel()
+                feeder.stopped = True
+                pool.shutdown(wait=False, cancel_futures=True)
                 raise
     finally:
+        _set_sink(previous)
         if queue is not None:
             queue.put(None)
             drain.join(timeout=5)
