@@ -69,9 +69,11 @@ def _init_pool_worker(queue) -> None:  # runs once in every pool process
 
 def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], on_result: Callable[[Any], None], *,
               executor: str = "local", workers: int = 1, ray_address: str | None = None,
-              on_progress: ProgressFn | None = None) -> None:
+              on_progress: ProgressFn | None = None, on_idle: Callable[[], None] | None = None) -> None:
     """Call ``fn(*task)`` for every task; ``on_result`` receives each result in completion order, and
-    ``on_progress(job, n)`` the progress the tasks report (see the module docstring)."""
+    ``on_progress(job, n)`` the progress the tasks report (see the module docstring). ``on_idle`` runs once
+    in this process when a local pool has handed out every task and waits for the last ones: a caller can
+    prepare what comes next (imports, say) in time that would otherwise be lost."""
     tasks = list(tasks)
     if not tasks:
         return
@@ -86,7 +88,7 @@ def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], on_result: Callabl
         finally:
             _set_sink(previous)
     else:
-        _run_pool(fn, tasks, on_result, workers, on_progress)
+        _run_pool(fn, tasks, on_result, workers, on_progress, on_idle)
 
 
 class _Feeder:
@@ -120,7 +122,7 @@ class _Feeder:
             self.feed(pool, fn)
 
 
-def _run_pool(fn, tasks, on_result, workers: int, on_progress: ProgressFn | None) -> None:
+def _run_pool(fn, tasks, on_result, workers: int, on_progress: ProgressFn | None, on_idle=None) -> None:
     """``workers`` processes: this one (it has the imports already, and would only wait) and ``workers - 1``
     spawned ones (spawn: they never inherit torch/OpenMP/pybullet state, which fork after those deadlocks)."""
     ctx = mp.get_context("spawn")
@@ -155,6 +157,9 @@ def _run_pool(fn, tasks, on_result, workers: int, on_progress: ProgressFn | None
                         on_result(fn(*task))
                         recorded += 1
                     elif recorded < len(tasks):
+                        if on_idle is not None:
+                            on_idle()
+                            on_idle = None
                         fut = feeder.results.get()
                         on_result(fut.result())
                         recorded += 1
