@@ -77,6 +77,7 @@ class KubricDropBuilder(Builder):
     task_categories = ["text-to-video", "image-to-video"]
     columns = COLUMNS
     gzip_members = ("depth.npy",)
+    expensive_samples = True  # seconds of simulation and rendering per clip: small configs get many shards
     citation = ("@article{li2025pisa,\n  title={Pisa Experiments: Exploring Physics Post-Training for Video Diffusion "
                 "Models by Watching Stuff Drop},\n  author={Li, Chenyu and Michel, Oscar and Pan, Xichen and Liu, "
                 "Sainan and Roberts, Mike and Xie, Saining},\n  journal={arXiv preprint arXiv:2503.09595},\n"

@@ -170,7 +170,7 @@ class LatentsBuilder(Builder):
         buckets: tuple[str, ...] = _opt((), "resolution buckets HEIGHTxWIDTH for --resize bucket")
         frame_rule: Literal["4k+1", "any"] = _opt("4k+1", "frame counts the VAE accepts")
         start: int = _opt(0, "first source frame")
-        reader: Literal["decord", "pyav", "torchcodec"] = _opt("decord", "video reader")
+        reader: Literal["pyav", "torchcodec", "decord"] = _opt("pyav", "video reader (decord needs vidalign[decord])")
         sample: bool = _opt(False, "store a seeded sample of the latent distribution instead of mean + logvar")
         keep_videos: bool = _opt(False, "keep the mp4 members next to their latents")
         configs: tuple[str, ...] = _opt((), "input configs to encode; empty: all")

@@ -1,10 +1,12 @@
-"""Video readers (decord, PyAV, torchcodec) behind one API, plus frame-rate resampling and resizing.
+"""Video readers (PyAV, torchcodec, decord) behind one API, plus frame-rate resampling and resizing.
 
-Why three readers: decord is fast but unmaintained (wrong frames on some seeks, leaks); PyAV is slow but
-dependable; torchcodec is the maintained choice but needs system FFmpeg libraries. They are registered by
+Why three readers: PyAV is dependable and installs everywhere (its wheels bundle FFmpeg), so it is the default;
+torchcodec is the maintained fast choice but needs system FFmpeg libraries (``vidalign[torchcodec]``); decord is
+fast but unmaintained (wrong frames on some seeks, leaks) and has no wheels for aarch64 or Apple silicon
+(``vidalign[decord]``). They are registered by
 name in :data:`READERS` and each opens a path or in-memory bytes (a shard member) the same way::
 
-    with get_reader("decord").open(data, name="shard-00000.tar:s0-00000001.chosen.mp4") as video:
+    with get_reader("pyav").open(data, name="shard-00000.tar:s0-00000001.chosen.mp4") as video:
         video.info          # VideoInfo(num_frames, fps, height, width)
         video.frames([0, 2, 4])   # uint8 [T, H, W, 3], RGB
 
@@ -29,8 +31,8 @@ import numpy as np
 
 from vidalign.errors import InputError, missing_extra, require
 
-READER_ORDER = ("decord", "pyav", "torchcodec")
-DEFAULT_READER = "decord"
+READER_ORDER = ("pyav", "torchcodec", "decord")
+DEFAULT_READER = "pyav"  # PyAV ships wheels (with FFmpeg) everywhere; decord is an extra (vidalign[decord])
 FRAME_RULES = ("4k+1", "any")
 RESIZE_MODES = ("crop", "bucket", "none")
 
@@ -123,7 +125,10 @@ class _DecordHandle(VideoHandle):
 
     def __init__(self, source: Any, name: str, threads: int):
         super().__init__(name)
-        import decord
+        try:
+            import decord
+        except ImportError as exc:
+            raise missing_extra("decord", "decord") from exc
 
         uri = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
         try:
@@ -222,8 +227,8 @@ def import_torchcodec() -> Any:
     except (OSError, RuntimeError) as exc:  # the wheel loads libavcodec & co. at import time
         raise InputError("torchcodec", None, f"torchcodec is installed but cannot load FFmpeg "
                          f"({str(exc).splitlines()[0][:160]})",
-                         "install the system FFmpeg libraries (Debian: apt-get install ffmpeg) or use "
-                         "--reader decord") from exc
+                         "install the system FFmpeg libraries (Debian: apt-get install ffmpeg; macOS: brew "
+                         "install ffmpeg) or use --reader pyav") from exc
     return decoders
 
 

@@ -133,7 +133,12 @@ class Background:
 
 
 def pybullet_data_dir() -> str:
-    import pybullet_data
+    try:
+        import pybullet_data
+    except ImportError as exc:
+        from vidalign.errors import missing_extra
+
+        raise missing_extra("sim", "pybullet") from exc
 
     return pybullet_data.getDataPath()
 

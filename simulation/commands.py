@@ -1,4 +1,4 @@
-"""Simulation commands: ``vidalign export pisabench DIR OUT`` and ``vidalign preview DIR``.
+"""Simulation commands: ``vidalign export pisabench DIR OUT`` and ``vidalign preview DIR`` (any video dataset).
 
 (The dataset itself is built with ``vidalign build kubric-drop``.)
 """
@@ -21,12 +21,14 @@ def register(sub, groups) -> None:
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT")
     p.set_defaults(func=cmd_export_pisabench)
 
-    p = sub.add_parser("preview", help="contact sheet (PNG) or animated grid (GIF) of a few drop clips, with mask "
-                                       "outlines and trajectories")
-    p.add_argument("folder", help="kubric-drop dataset folder")
+    p = sub.add_parser("preview", help="contact sheet (PNG) or animated grid (GIF) of a few clips or preference "
+                                       "pairs, frames labelled with their time",
+                       description="Drop clips get a colour per object (mask outline and centre path); preference "
+                                   "pairs show the chosen clip above the rejected one, with scores and prompt.")
+    p.add_argument("folder", help="dataset folder with video members (mp4, or chosen.mp4 + rejected.mp4)")
     p.add_argument("--out", type=Path, default=None, help="output .png or .gif (default: FOLDER/previews/preview.png)")
-    p.add_argument("--clips", type=int, default=4, help="clips to show (default: 4)")
-    p.add_argument("--config", default=None, help="config to preview (default: the first)")
+    p.add_argument("--clips", type=int, default=4, help="clips (or pairs) to show (default: 4)")
+    p.add_argument("--config", default=None, help="config to preview (default: the first with video)")
     p.add_argument("--columns", type=int, default=6, help="frames per clip on the PNG sheet (default: 6)")
     p.set_defaults(func=cmd_preview)
 

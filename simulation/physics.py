@@ -121,7 +121,12 @@ class Trajectories:
 @contextlib.contextmanager
 def direct_client() -> Iterator[Any]:
     """A private PyBullet DIRECT client: ``(pybullet module, client id)``, disconnected on exit."""
-    import pybullet as pb
+    try:
+        import pybullet as pb
+    except ImportError as exc:
+        from vidalign.errors import missing_extra
+
+        raise missing_extra("sim", "pybullet") from exc
 
     client = pb.connect(pb.DIRECT)
     try:

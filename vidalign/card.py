@@ -252,8 +252,10 @@ def card_text(manifest: dict, builders: dict, folder: Path) -> str:
 
 
 def write_card(folder: Path, manifest: dict, builders: dict) -> Path:
+    from vidalign.hub import portable_text
     from vidalign.manifest import write_atomic
 
     path = Path(folder) / CARD_NAME
-    write_atomic(path, card_text(manifest, builders, Path(folder)))
+    # the card is public on the Hub: no local absolute paths (commands, inputs) in it
+    write_atomic(path, portable_text(card_text(manifest, builders, Path(folder)), folder))
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ def register(sub, groups) -> None:
                        description="Build a dataset with a registered builder. "
                                    "`vidalign build <builder> --help` lists that builder's options.",
                        add_help=False)
+    p.add_argument("-h", "--help", action="store_true", dest="build_help", help="list the builders")
     p.add_argument("builder", nargs="?", help="builder name")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_build)
@@ -78,12 +80,27 @@ def run_builder_command(builder: str, ns: dict, fallback_argv: list[str], label:
     return m
 
 
-def cmd_build(args) -> int:
-    from vidalign.builder import builder_names
+def builders_help() -> str:
+    """``vidalign build --help``: usage and every builder with the first sentence of its description."""
+    from vidalign.builder import builder_names, get_builder
 
-    if not args.builder or args.builder in ("-h", "--help"):
-        print("usage: vidalign build <builder> --out DIR [options]\n\nbuilders:\n  " + "\n  ".join(builder_names()))
-        return 0 if args.builder else 2
+    rows = []
+    for name in builder_names():
+        try:
+            text = " ".join((get_builder(name).description or "").split())
+        except Exception as exc:  # a builder whose optional dependencies are missing still gets listed
+            text = f"(unavailable here: {type(exc).__name__}: {exc})"
+        first = re.split(r"(?<!et al\.)(?<=[.:;])\s", text, maxsplit=1)[0].rstrip(".:;")
+        rows.append(f"  {name:<18} {first[:88] + ('…' if len(first) > 88 else '')}")
+    return ("usage: vidalign build <builder> --out DIR [options]\n\n"
+            "Build a dataset; `vidalign build <builder> --help` lists that builder's options.\n\nbuilders:\n"
+            + "\n".join(rows))
+
+
+def cmd_build(args) -> int:
+    if args.build_help or not args.builder:
+        print(builders_help())
+        return 0 if args.build_help else 2
     _, parser = _builder_parser(args.builder)
     run_builder_command(args.builder, vars(parser.parse_args(args.rest)), ["build", args.builder, *args.rest])
     return 0
@@ -193,11 +210,12 @@ def cmd_merge(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from vidalign.hub import push
+    from vidalign.hub import push, repo_url
 
     files = push(args.folder, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run)
     verb = "would upload" if args.dry_run else "uploaded"
     for f in files:
         print(f"  {f}")
-    print(f"{verb} {len(files)} file(s) to https://huggingface.co/datasets/{args.repo_id}")
+    print(f"{verb} {len(files)} file(s) to {repo_url(args.repo_id)}"
+          + (f" (branch {args.revision})" if args.revision else ""))
     return 0

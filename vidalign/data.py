@@ -22,6 +22,7 @@ from typing import Any
 from vidalign.errors import VidalignError
 from vidalign.format import MANIFEST_NAME, SHARD_RE, check_safe_member
 from vidalign.shards import shard_paths  # noqa: F401  (re-exported: vidalign.data.shard_paths)
+from vidalign.videodecode import torchcodec_available, torchcodec_missing  # noqa: F401  (re-exported)
 
 
 def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -168,6 +169,8 @@ def load(folder: str | os.PathLike, config: str | None = None, split: str | None
     # datasets keys its cache of a local folder on the card's YAML, not on the path or the shard contents, so
     # two builds with the same card would share (stale) Arrow files: key ours on path + shard checksums
     kw = {} if streaming else {"cache_dir": _cache_dir(folder)}
+    if video_decode and not torchcodec_available():  # asked to decode: fail before preparing anything
+        raise torchcodec_missing()
     ds = datasets.load_dataset(str(folder), config, split=split, streaming=streaming, **kw)
     if video_decode is None:
         video_decode = torchcodec_available()
@@ -237,14 +240,6 @@ def _undecode_videos(ds):
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         return type(ds)({k: fix(v) for k, v in ds.items()})
     return fix(ds)
-
-
-def torchcodec_available() -> bool:
-    try:
-        from torchcodec.decoders import VideoDecoder  # noqa: F401
-    except Exception:  # ImportError, or OSError/RuntimeError when FFmpeg libraries are missing
-        return False
-    return True
 
 
 def _refuse_pickle_members(folder: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from vidalign.builder import (
     make_builder,
 )
 from vidalign.errors import VidalignError
-from vidalign.executors import run_tasks
+from vidalign.executors import progress_iter, run_tasks
 from vidalign.format import DATA_DIR, MANIFEST_PARTS_DIR, TMP_SUFFIX, WEBDATASET
 from vidalign.shards import ShardRecord, open_writer, sha256_file
 
@@ -30,7 +31,7 @@ def build_job(name: str, args: dict, builder_opts: dict, job: ShardJob, out: str
     builder = make_builder(name, args, **builder_opts)
     rejected: list[dict] = []
     with open_writer(out, job.relpath, layout=builder.layout(job.config)) as writer:
-        for item in builder.build_shard(job):
+        for item in progress_iter(builder.build_shard(job), job.relpath):  # per-sample progress to the parent
             if isinstance(item, Rejected):
                 rejected.append({"input": item.input, "reason": item.reason})
             elif isinstance(item, Sample):
@@ -39,6 +40,41 @@ def build_job(name: str, args: dict, builder_opts: dict, job: ShardJob, out: str
                 raise VidalignError(f"builder {name!r} yielded {type(item).__name__}; yield Sample or Rejected")
         rec = writer.close(rejected=rejected, seed=job.seed, start=job.start, stop=job.stop)
     return {"config": job.config, "record": rec.to_dict()}
+
+
+class BuildProgress:
+    """One tqdm bar over the samples of the shards to build (rate and ETA per sample), fed per sample by the
+    workers (:func:`vidalign.executors.report_progress`) and squared with each finished shard's job size."""
+
+    def __init__(self, name: str, jobs: list[ShardJob], enabled: bool = True):
+        self._size = {j.relpath: j.stop - j.start for j in jobs}
+        self._seen: dict[str, int] = {}
+        self._done: set[str] = set()
+        self._lock = threading.Lock()
+        self.bar = tqdm(total=sum(self._size.values()), desc=name, unit="sample", smoothing=0.1,
+                        disable=not enabled or not jobs, dynamic_ncols=True)
+        self.bar.set_postfix_str(f"0/{len(jobs)} shards", refresh=False)
+
+    def advance(self, job: str, n: int) -> None:
+        with self._lock:
+            if job in self._done or job not in self._size:
+                return
+            n = max(0, min(n, self._size[job] - self._seen.get(job, 0)))
+            self._seen[job] = self._seen.get(job, 0) + n
+            self.bar.update(n)
+
+    def shard_done(self, job: str, rejected: int = 0) -> None:
+        with self._lock:
+            if job in self._done:
+                return
+            self._done.add(job)
+            self.bar.update(self._size.get(job, 0) - self._seen.get(job, 0))
+            self._seen[job] = self._size.get(job, 0)
+            text = f"{len(self._done)}/{len(self._size)} shards" + (f", {rejected} rejected" if rejected else "")
+            self.bar.set_postfix_str(text)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _shard_ok(out: Path, rec: dict) -> bool:
@@ -117,7 +153,7 @@ def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = N
     mf.save(out, manifest, manifest_name)
 
     t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), desc=f"{name} shards", unit="shard", disable=not opts.progress or not todo)
+    progress = BuildProgress(name, todo, enabled=opts.progress)
     counts = {"samples": 0, "rejected": 0}
 
     def on_result(result: dict) -> None:
@@ -128,14 +164,14 @@ def run_build(name: str, args: dict, opts: BuildOptions, command: str | None = N
         mf.save(out, manifest, manifest_name)
         counts["samples"] += rec["samples"]
         counts["rejected"] += len(rec["rejected"])
-        bar.update(1)
-        bar.set_postfix(samples=counts["samples"], rejected=counts["rejected"])
+        progress.shard_done(rec["path"], rejected=counts["rejected"])
 
     try:
         run_tasks(build_job, [(name, args, builder_opts, j, str(out)) for j in todo], on_result,
-                  executor=opts.executor, workers=opts.workers, ray_address=opts.ray_address)
+                  executor=opts.executor, workers=opts.workers, ray_address=opts.ray_address,
+                  on_progress=progress.advance if opts.progress else None, on_idle=_prepare_finish)
     finally:
-        bar.close()
+        progress.close()
     for entry in manifest["configs"].values():
         mf.refresh(entry)
     mf.save(out, manifest, manifest_name)
@@ -168,6 +204,14 @@ def check_one_container(out: Path, manifest: dict, containers: dict[str, str], o
         by = {k: sorted(c for c, v in kinds.items() if v == k) for k in set(kinds.values())}
         raise VidalignError(f"{out}: configs {by} would mix tar and Parquet shards in one folder, and datasets loads "
                             "a folder with one loader (huggingface/datasets#7101); build into another --out")
+
+
+def _prepare_finish() -> None:
+    """While the last shards are built elsewhere: import what writing the card takes (its feature types come
+    from ``datasets``, ~1 s of imports), so that the serial end of a parallel build is shorter."""
+    import datasets  # noqa: F401
+
+    import vidalign.card  # noqa: F401
 
 
 def finish(out: Path, manifest: dict, builder: Builder | None = None) -> None:

@@ -37,6 +37,10 @@ class SyntheticBuilder(Builder):
             require(self.size >= 2, "synthetic", "size", self.size, "use >= 2")
             require(self.work_ms >= 0, "synthetic", "work_ms", self.work_ms, "use >= 0")
 
+    @property
+    def expensive_samples(self) -> bool:  # with --work-ms it stands in for a renderer: plan like one
+        return self.args.work_ms > 0
+
     def estimate_sample_mb(self) -> float:
         a = self.args
         return max(a.frames * a.size * a.size * 3 / 1e6, 1e-3)

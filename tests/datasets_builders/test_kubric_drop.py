@@ -132,8 +132,10 @@ def test_export_pisabench_layout(dataset, tmp_path, capsys):
 def test_preview(dataset, tmp_path):
     png, gif = tmp_path / "p.png", tmp_path / "p.gif"
     assert main(["preview", str(dataset), "--out", str(png), "--clips", "2", "--columns", "3"]) == 0
-    with Image.open(png) as im:
-        assert im.size == (3 * 64 + 2 * 2, 2 * 64 + 2)
+    from vidalign.simulation.preview import GROUP_GAP, TIME_H, TITLE_H
+
+    with Image.open(png) as im:  # per clip: a strip naming the objects, 3 frames, their times
+        assert im.size == (3 * 64 + 2 * 2, 2 * (TITLE_H + 64 + TIME_H) + GROUP_GAP)
     assert main(["preview", str(dataset), "--out", str(gif), "--clips", "3"]) == 0
     with Image.open(gif) as im:
         assert im.n_frames == 8 and im.size == (3 * 64 + 2 * 2, 64)

@@ -164,7 +164,7 @@ def test_bad_inputs_raise_one_line_or_skip_into_manifest(tmp_path, tiny_pipeline
     assert main([*argv, "--out", str(tmp_path / "raise")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("vidalign: error: data/pairs/train-00000-of-00001.tar:s0-00000001.chosen.mp4: reader "
-                          "'decord' could not decode this video") and "--reader pyav" in err
+                          "'pyav' could not decode this video") and "--reader torchcodec" in err
     assert main([*argv, "--out", str(tmp_path / "skip"), "--on-error", "skip"]) == 0
     manifest = json.loads((tmp_path / "skip" / "manifest.json").read_text())
     rejected = manifest["configs"]["pairs"]["rejected"]

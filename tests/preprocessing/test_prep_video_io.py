@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidalign.errors import ConfigError, InputError
+from vidalign.errors import ConfigError, InputError, VidalignError
 from vidalign.preprocessing import video_io as vio
 
 
 def _reader_or_skip(name: str) -> None:
+    if name == "decord":  # an extra: vidalign[decord] (no wheels for aarch64 or Apple silicon)
+        pytest.importorskip("decord")
     if name == "torchcodec":
         pytest.importorskip("torchcodec")
         try:
@@ -36,6 +38,7 @@ def test_readers_match_source_frames(reader, clip_bytes, tmp_path):
 
 
 def test_readers_agree_with_each_other(clip_bytes):
+    _reader_or_skip("decord")
     data, _ = clip_bytes
     decord_frames, _ = vio.read_video(data, "decord")
     pyav_frames, _ = vio.read_video(data, "pyav")
@@ -55,6 +58,14 @@ def test_truncated_file_names_file_and_next_reader(reader, clip_bytes, tmp_path)
     assert f"--reader {vio.next_reader(reader)}" in msg and "--on-error skip" in msg
 
 
+def test_decord_missing_names_the_extra(clip_bytes, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "decord", None)  # as on a machine without vidalign[decord]
+    with pytest.raises(VidalignError, match=r"pip install 'vidalign\[decord\]'"):
+        vio.read_video(clip_bytes[0], "decord")
+
+
 def test_missing_file_and_unknown_reader(tmp_path):
     with pytest.raises(InputError, match="no such video file"):
         vio.read_video(tmp_path / "nope.mp4")
@@ -64,7 +75,7 @@ def test_missing_file_and_unknown_reader(tmp_path):
 
 def test_index_outside_video(clip_bytes):
     with pytest.raises(InputError, match="frame index 9 is outside the video's 9 frames"):
-        vio.read_video(clip_bytes[0], "decord", indices=[0, 9])
+        vio.read_video(clip_bytes[0], "pyav", indices=[0, 9])
 
 
 def test_largest_4k1():

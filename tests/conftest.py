@@ -1,0 +1,50 @@
+"""Fixtures shared by every test folder.
+
+``hub_server``: a :class:`hub_server.HubServer` (a small Hugging Face Hub on 127.0.0.1, see ``tests/hub_server.py``)
+with this process's ``huggingface_hub`` and ``datasets`` pointed at it (``HF_ENDPOINT``, a write token in
+``HF_TOKEN``, LFS uploads instead of Xet, a private download cache); ``hub_server.env()`` gives the same settings
+for subprocesses. Tests import the module as ``import hub_server``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+if "hub_server" not in sys.modules:  # importable by tests as `hub_server` (pytest runs in importlib mode)
+    _spec = importlib.util.spec_from_file_location("hub_server", Path(__file__).with_name("hub_server.py"))
+    _mod = importlib.util.module_from_spec(_spec)
+    sys.modules["hub_server"] = _mod
+    _spec.loader.exec_module(_mod)
+
+from hub_server import HubServer, point_clients_at  # noqa: E402
+
+
+@pytest.fixture
+def hub_server(monkeypatch, tmp_path_factory):
+    """A running :class:`HubServer`, with huggingface_hub and datasets pointed at it (see the module docstring)."""
+    with HubServer() as hub:
+        point_clients_at(monkeypatch, hub.url, hub.token, tmp_path_factory.mktemp("hf_cache"))
+        yield hub
+
+
+# tests of the PyBullet simulation run where the `sim` extra is installed (CI installs it), and are skipped where
+# pybullet has no wheel and was not built (aarch64, Apple silicon)
+_NEEDS_PYBULLET = ("simulation/", "datasets_builders/test_kubric_drop.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    if importlib.util.find_spec("pybullet") is not None:
+        return
+    skip = pytest.mark.skip(reason="needs the sim extra: pip install 'vidalign[sim]' (pybullet)")
+    root = Path(__file__).parent
+    for item in items:
+        try:
+            rel = Path(str(item.fspath)).relative_to(root).as_posix()
+        except ValueError:
+            continue
+        if rel.startswith(_NEEDS_PYBULLET):
+            item.add_marker(skip)
