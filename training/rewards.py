@@ -27,6 +27,7 @@ Generated and ground-truth frames always go through the same preprocessing.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -284,17 +285,28 @@ class RewardSpec:
 # ----------------------------------------------------------------------------------------------- CLIP rewards
 @dataclass(frozen=True)
 class AestheticOptions:
-    """``head``: weights (local path or owner/repo/file) of the head on L2-normalised CLIP image features."""
+    """``head``: weights (local path or owner/repo/file) of the head on L2-normalised CLIP image features.
+
+    ``target``: loss ``|s − target|`` instead of ``−s``; ``loss_scale`` multiplies the loss (VADER's
+    ``aesthetic_loss_fn(aesthetic_target=10, grad_scale=0.1)``); ``resize``: ``crop`` (short side to the vision
+    tower's size, centre crop, as CLIP's processor) or ``squash`` (both sides to the tower's size, as VADER's
+    ``torchvision.transforms.Resize((224, 224))``)."""
 
     head: str | None = None
     clip_model: str = "openai/clip-vit-large-patch14"
     revision: str | None = None
     target: float | None = None
+    loss_scale: float = 1.0
+    resize: str = "crop"
 
     def __post_init__(self):
         require(bool(self.head), "rewards.aesthetic", "head", self.head,
                 "give the aesthetic head's weights (.safetensors/.pt path or owner/repo/file), e.g. LAION's "
                 "sac+logos+ava1-l14-linearMSE.pth")
+        require(math.isfinite(self.loss_scale) and self.loss_scale > 0, "rewards.aesthetic", "loss_scale",
+                self.loss_scale, "use a positive factor (VADER: 0.1)")
+        require(self.resize in ("crop", "squash"), "rewards.aesthetic", "resize", self.resize,
+                "use crop (CLIP's processor) or squash (VADER's Resize((224, 224)))")
 
 
 @dataclass(frozen=True)
@@ -322,16 +334,22 @@ class ClipReward(Reward):
     """CLIP-based rewards; frames are resized/cropped to the vision tower's size with CLIP's normalisation."""
 
     def __init__(self, kind: str, clip, tokenizer=None, head: nn.Module | None = None,
-                 scale: float | None = None, target: float | None = None):
+                 scale: float | None = None, target: float | None = None, loss_scale: float = 1.0,
+                 resize: str = "crop"):
         super().__init__()
         self.kind, self.clip, self.tokenizer, self.head = kind, clip, tokenizer, head
-        self.target = target
+        self.target, self.loss_scale, self.resize = target, loss_scale, resize
         self.scale = float(clip.logit_scale.detach().exp()) if scale is None and kind == "preference" else (scale or 1.0)
         self.size = int(clip.config.vision_config.image_size)
         self._text_cache: dict[str, torch.Tensor] = {}
 
     def image_features(self, frames: torch.Tensor) -> torch.Tensor:
-        x = normalize(resize_center_crop(to_unit(_flat_frames(frames)), self.size), CLIP_MEAN, CLIP_STD)
+        x = to_unit(_flat_frames(frames))
+        if self.resize == "squash":
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        else:
+            x = resize_center_crop(x, self.size)
+        x = normalize(x, CLIP_MEAN, CLIP_STD)
         dtype = next(self.clip.parameters()).dtype
         return _features(self.clip.get_image_features(pixel_values=x.to(dtype))).float()
 
@@ -354,7 +372,7 @@ class ClipReward(Reward):
             score = self.head(F.normalize(img, dim=-1).to(next(self.head.parameters()).dtype)).float()
             score = score.reshape(b, f).mean(1)
             loss = -score if self.target is None else (score - self.target).abs()
-            return RewardOutput(loss, score)
+            return RewardOutput(loss * self.loss_scale, score)
         if self.head is not None:
             img = self.head(img.to(next(self.head.parameters()).dtype)).float()
         img = F.normalize(img, dim=-1).reshape(b, f, -1)
@@ -380,7 +398,7 @@ def _load_clip_tokenizer(model: str, revision: str | None):
 def _build_aesthetic(o: AestheticOptions, device="cpu", dtype=torch.float32) -> Reward:
     clip = _load_clip(o.clip_model, o.revision, device, dtype)
     head = build_head(load_state_dict(o.head), o.head).to(device=device, dtype=dtype)
-    return ClipReward("aesthetic", clip, head=head, target=o.target)
+    return ClipReward("aesthetic", clip, head=head, target=o.target, loss_scale=o.loss_scale, resize=o.resize)
 
 
 @register_reward("clip_score", ClipScoreOptions, ClipReward)

@@ -360,6 +360,20 @@ def test_aesthetic_reward_matches_hand_computation(models):
                                  "head": str(models["root"] / "head.safetensors")}).build()
     assert torch.allclose(targeted(frames.detach(), RewardInputs(["a", "b"], [0, 1])).loss, (ref - 10).abs(),
                           atol=1e-5)
+    # VADER's aesthetic_loss_fn: Resize((224, 224)) squashes the frame to the tower's square; loss |s − 10| · 0.1
+    vader = RewardSpec.parse({"name": "aesthetic", "clip_model": models["clip"], "target": 10.0, "loss_scale": 0.1,
+                              "resize": "squash", "head": str(models["root"] / "head.safetensors")}).build()
+    wide = _frames(b=1, t=1, size=40)[..., :30]  # a 40×30 frame: crop and squash differ
+    with torch.no_grad():
+        x = F.interpolate(to_unit(wide.reshape(1, 3, 40, 30)), size=(32, 32), mode="bilinear", align_corners=False,
+                          antialias=True)
+        feats = F.normalize(clip.get_image_features(pixel_values=normalize(x, CLIP_MEAN, CLIP_STD)).pooler_output,
+                            dim=-1)
+        s_ref = (feats @ sd["weight"].T + sd["bias"]).reshape(1)
+    got = vader(wide, RewardInputs(["a"], [0]))
+    assert torch.allclose(got.score, s_ref, atol=1e-5) and torch.allclose(got.loss, 0.1 * (s_ref - 10).abs(), atol=1e-5)
+    with pytest.raises(VidalignError, match="resize"):
+        RewardSpec.parse({"name": "aesthetic", "head": "h.pt", "resize": "stretch"})
 
 
 def test_clip_score_and_preference_rewards(models):
