@@ -272,6 +272,11 @@ class DiffusionTrainingConfig(BaseTrainingConfig):
     beta_schedule: str = "scaled_linear"
     beta_start: float = 0.00085
     beta_end: float = 0.012
+    use_scale: bool = field(default=False, metadata={"help": "VideoCrafter2's x0 scaling: x_t = √ᾱ_t·scale_arr[t]·x0 "
+                                                             "+ √(1−ᾱ_t)·ε (ε/v models only)"})
+    scale_a: float = 1.0
+    scale_b: float = 0.7
+    scale_mid_step: int = 400
 
     # --- conditioning
     caption_dropout: float = field(default=0.0, metadata={"help": "probability of training a sample unconditioned"})
@@ -298,6 +303,10 @@ class DiffusionTrainingConfig(BaseTrainingConfig):
         require(self.flow_shift > 0, o, "flow_shift", self.flow_shift, "use a shift > 0 (Wan 480p: 5)")
         require(self.logit_std > 0, o, "logit_std", self.logit_std, "use a standard deviation > 0")
         require(self.num_train_timesteps > 0, o, "num_train_timesteps", self.num_train_timesteps, "use > 0 (1000)")
+        require(not self.use_scale or self.prediction_type != "flow", o, "use_scale", self.use_scale,
+                "VideoCrafter2's x0 scaling applies to ε/v DDPM models: unset it for flow matching")
+        require(0 < self.scale_mid_step <= self.num_train_timesteps, o, "scale_mid_step", self.scale_mid_step,
+                "use 0 < scale_mid_step <= num_train_timesteps (VideoCrafter2: 400)")
         require(self.beta_schedule in BETA_SCHEDULES, o, "beta_schedule", self.beta_schedule,
                 f"use one of {', '.join(BETA_SCHEDULES)}")
         require(0 < self.beta_start < self.beta_end < 1, o, "beta_start", (self.beta_start, self.beta_end),

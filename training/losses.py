@@ -116,9 +116,23 @@ def flow_matching_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
 
 
-def add_noise_ddpm(x0: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor, t: torch.Tensor):
-    """DDPM forward process ``√ᾱ_t x_0 + √(1 − ᾱ_t) ε`` for integer timesteps t [B]."""
+def videocrafter_scale_arr(num_train_timesteps: int = 1000, scale_a: float = 1.0, scale_b: float = 0.7,
+                           mid_step: int = 400, fix_scale_bug: bool = False) -> torch.Tensor:
+    """VideoCrafter2's ``scale_arr`` (``lvdm/models/ddpm3d.py``, ``use_scale``): ``linspace(scale_a, scale_b,
+    mid_step)`` then ``scale_b``, float32. Their default (``fix_scale_bug: False``) appends ``num_train_timesteps``
+    entries, so the array is longer than the schedule; only ``[0, num_train_timesteps)`` is ever indexed."""
+    tail = num_train_timesteps - mid_step if fix_scale_bug else num_train_timesteps
+    ramp = torch.linspace(scale_a, scale_b, mid_step, dtype=torch.float64)
+    return torch.cat([ramp, torch.full((tail,), scale_b, dtype=torch.float64)]).float()
+
+
+def add_noise_ddpm(x0: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor, t: torch.Tensor,
+                   scale_arr: torch.Tensor | None = None):
+    """DDPM forward process ``√ᾱ_t x_0 + √(1 − ᾱ_t) ε`` for integer timesteps t [B]; with ``scale_arr``
+    (VideoCrafter2's ``use_scale``) x_0 is multiplied by ``scale_arr[t]`` first, as their ``q_sample`` does."""
     ab = alphas_cumprod.to(x0.device)[t.long()]
+    if scale_arr is not None:
+        x0 = _expand(scale_arr.to(x0.device, torch.float64)[t.long()], x0) * x0
     return _expand(ab.sqrt(), x0) * x0 + _expand((1 - ab).sqrt(), x0) * noise
 
 

@@ -122,6 +122,8 @@ class DiffusionTrainer(VidalignTrainer):
         self._alphas_cumprod = (L.ddpm_alphas_cumprod(args.num_train_timesteps, args.beta_start, args.beta_end,
                                                       args.beta_schedule)
                                 if args.prediction_type != "flow" else None)
+        self._scale_arr = (L.videocrafter_scale_arr(args.num_train_timesteps, args.scale_a, args.scale_b,
+                                                    args.scale_mid_step) if args.use_scale else None)
         self._validation_parts = None
 
     # ------------------------------------------------------------------------------------------- data
@@ -171,7 +173,7 @@ class DiffusionTrainer(VidalignTrainer):
             t = L.sigma_to_model_timestep(sigma, a.num_train_timesteps)
         else:
             t = (sigma * a.num_train_timesteps).long().clamp(0, a.num_train_timesteps - 1)
-            xt = L.add_noise_ddpm(x0, noise, self._alphas_cumprod, t)
+            xt = L.add_noise_ddpm(x0, noise, self._alphas_cumprod, t, self._scale_arr)
             target = (L.eps_target(x0, noise) if a.prediction_type == "epsilon"
                       else L.v_target(x0, noise, self._alphas_cumprod, t)).to(x0.dtype)
             xt = xt.to(x0.dtype)

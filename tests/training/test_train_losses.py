@@ -173,3 +173,18 @@ def test_videodpo_released_loss_is_per_latent_column():
     mask[:, :, 0] = 0
     np.testing.assert_allclose(L.per_column_mse(pred, target, mask).numpy(),
                                ((pred - target)[:, :, 1:] ** 2).mean(dim=[1, 2, 3]).numpy(), rtol=1e-6)
+
+
+def test_videocrafter2_scale_arr_and_scaled_noising():
+    # VideoCrafter2 (use_scale, scale_b 0.7, mid_step 400, their default fix_scale_bug False)
+    arr = L.videocrafter_scale_arr(1000, 1.0, 0.7, 400)
+    assert arr.shape == (1400,) and arr[0] == 1.0 and abs(float(arr[399]) - 0.7) < 1e-7
+    assert abs(float(arr[200]) - (1.0 - 0.3 * 200 / 399)) < 1e-6 and (arr[400:] == arr[-1]).all()
+    assert L.videocrafter_scale_arr(1000, 1.0, 0.7, 400, fix_scale_bug=True).shape == (1000,)
+    ab = L.ddpm_alphas_cumprod(1000)
+    x0, eps, t = torch.full((2, 1, 1, 1, 1), 2.0), torch.full((2, 1, 1, 1, 1), -1.0), torch.tensor([0, 999])
+    xt = L.add_noise_ddpm(x0, eps, ab, t, arr)
+    for i, (ti, s) in enumerate(((0, 1.0), (999, 0.7))):
+        want = float(ab[ti].sqrt()) * s * 2.0 - float((1 - ab[ti]).sqrt())
+        assert abs(float(xt[i]) - want) < 1e-6
+    assert torch.allclose(L.add_noise_ddpm(x0, eps, ab, t), L.add_noise_ddpm(x0, eps, ab, t, torch.ones(1000)))

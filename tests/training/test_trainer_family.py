@@ -327,6 +327,7 @@ def test_every_trainable_parameter_gets_a_gradient(tmp_path, pipe_dir, kind):
     ({"peft_config": {"rank": 4}}, "LoraConfig"),
     ({"data_config": "groups"}, "train_config"),
     ({"prediction_type": "epsilon", "validation_prompts": ["x"]}, "flow"),
+    ({"use_scale": True}, "flow matching"),
 ])
 def test_options_a_trainer_cannot_honour_are_refused(values, needle):
     with pytest.raises(ConfigError, match=needle) as exc:
