@@ -29,24 +29,22 @@ import numpy as np
 from vidalign.simulation.assets import MATERIALS
 from vidalign.simulation.backgrounds import (
     DOME_HEIGHT,
-    EnvMap,
+    FOG_END,
+    FOG_START,
+    WALL_OFFSET,
     dome_floor_dirs,
+    env_display_scale,
     linear_to_srgb,
     load_env,
     srgb_to_linear,
 )
+from vidalign.simulation.backgrounds import luminance as _luminance
 from vidalign.simulation.physics import Trajectories, direct_client
 from vidalign.simulation.scene import Scene
 
 AMBIENT = 0.5  # sky light on an up-facing surface, relative to the exposure
 POINT_LIGHTS = (("key", 0.30), ("fill", 0.20), ("back", 0.20))  # the authors' 100/75/75 W rig, relative weights
-WALL_OFFSET = 5.0  # m behind the spawn region (studio backgrounds)
-FOG_START, FOG_END = 25.0, 80.0  # m: the floor fades into the horizon of the environment map
 PENUMBRA = 0.02  # m: half-width of the soft shadow edge (the sky's light, not only the sun's disc)
-
-
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    return np.asarray(rgb)[..., 0] * 0.2126 + np.asarray(rgb)[..., 1] * 0.7152 + np.asarray(rgb)[..., 2] * 0.0722
 
 
 @functools.lru_cache(maxsize=32)
@@ -97,14 +95,6 @@ class Backdrop:
     env_scale: float
 
 
-def _env_scale(env: EnvMap, path: str) -> float:
-    """Display exposure of a map: LDR images are shown as they are; HDR maps so their sky averages 0.75."""
-    if not path.lower().endswith((".hdr", ".exr")):
-        return 1.0
-    sky, _ = env.hemispheres
-    return 0.75 / max(float(_luminance(sky)), 1e-6)
-
-
 def backdrop(scene: Scene, rays: np.ndarray) -> Backdrop:
     cam, bg = scene.camera, scene.background
     origin = np.asarray(cam.position, dtype=np.float64)
@@ -125,7 +115,7 @@ def backdrop(scene: Scene, rays: np.ndarray) -> Backdrop:
     env, scale = None, 1.0
     if bg.env_map:
         env = load_env(bg.env_map)
-        scale = _env_scale(env, bg.env_map)
+        scale = env_display_scale(env, bg.env_map)
         sky = env.lookup(rays) * scale
         sky_color, _ = env.hemispheres
         sky_color = sky_color / max(float(_luminance(sky_color)), 1e-6)
@@ -359,7 +349,7 @@ class PyBulletRenderer:
         return Rendering(rgb, depth, masks, self.name,
                          {"shadows": self.shadows, "soft_shadows": self.soft_shadows,
                           "ambient_occlusion": self.ambient_occlusion, "shadow_map_size": self.shadow_map_size,
-                          "physics_hz": scene.config.physics_hz, "depth": "distance to the camera centre"})
+                          "physics_hz": scene.config.physics_hz})
 
     @staticmethod
     def _lights(scene: Scene) -> dict[str, Any]:
