@@ -140,6 +140,32 @@ def read_env_map(path: str) -> np.ndarray:
         raise InputError(path, None, f"cannot read image ({exc})", "use .hdr, .exr, .png or .jpg") from exc
 
 
+@functools.lru_cache(maxsize=32)
+def texture_pyramid(path: str) -> tuple[np.ndarray, ...]:
+    """Linear-RGB mip levels of an sRGB texture image (2×2 box filter down to one pixel), as every renderer
+    filters a tiled floor texture."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            level = srgb_to_linear(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+    except OSError as exc:
+        raise InputError(path, "floor_texture", f"cannot read the image ({exc})", "use a readable .png/.jpg") from exc
+    levels = [level]
+    while min(level.shape[:2]) >= 2:
+        h, w = level.shape[0] // 2 * 2, level.shape[1] // 2 * 2
+        level = level[:h, :w].reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
+        levels.append(level)
+    return tuple(levels)
+
+
+def mip_level(footprint: np.ndarray | float, size: int, levels: int) -> np.ndarray:
+    """The mip level that samples a texture of ``size`` columns at ``footprint`` tiles per pixel (the nearest
+    power of two of texels per pixel)."""
+    lod = np.round(np.log2(np.maximum(np.asarray(footprint, dtype=np.float64) * size, 1e-9)))
+    return np.clip(lod, 0, levels - 1).astype(int)
+
+
 def _downsample(img: np.ndarray, max_width: int) -> np.ndarray:
     while img.shape[1] > max_width and img.shape[0] >= 2:
         h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
@@ -421,7 +447,7 @@ def load_backgrounds(background_dir: str | None, kind: str = "procedural") -> li
 
 
 __all__ = ["DOME_HEIGHT", "WALL_OFFSET", "FOG_START", "FOG_END", "HDR_SKY_LEVEL", "luminance", "env_display_scale",
-           "ENV_EXTENSIONS", "BACKGROUND_KINDS", "EnvMap", "load_env", "read_env_map", "read_hdr",
+           "texture_pyramid", "mip_level", "ENV_EXTENSIONS", "BACKGROUND_KINDS", "EnvMap", "load_env", "read_env_map", "read_hdr",
            "write_hdr", "srgb_to_linear", "linear_to_srgb", "dome_floor_dirs", "ground_texture", "sky_map",
            "procedural_backgrounds", "studio_backgrounds", "folder_backgrounds", "load_backgrounds", "GROUNDS",
            "SKIES"]

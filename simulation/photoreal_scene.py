@@ -27,6 +27,9 @@ vertices, not by reloading:
   lights the scene; the floor shows ``floor_texture`` tiled every ``floor_tile_m`` m when set, else the map's
   ground as seen from :data:`~vidalign.simulation.backgrounds.DOME_HEIGHT` above the origin (Kubric's dome),
   as a diffuse surface whose albedo is that display value; objects cast shadows on it.
+- A floor texture is drawn through the mip level the pybullet renderer samples at each distance
+  (:func:`floor_bands`: bands across the view), so both renderers filter it alike and a few samples per pixel
+  do not alias it into noise the denoiser cannot remove.
 - Lights: the authors' rig (Kubric + Blender, see ``sim_data/run.py`` of PISA): a sun of irradiance
   ``sun_energy`` W/m² (Blender's sun strength) shining from ``Lighting.light_direction``, and key/fill/back
   point lights of 100/75/75 W at 2.5 m from the origin, 1.5 m high, with radiant intensity
@@ -55,7 +58,9 @@ from vidalign.simulation.backgrounds import (
     env_display_scale,
     load_env,
     luminance,
+    mip_level,
     srgb_to_linear,
+    texture_pyramid,
 )
 from vidalign.simulation.geometry import quat_to_matrix
 from vidalign.simulation.scene import Scene, SceneObject
@@ -149,15 +154,45 @@ def cylinder_mesh(radius: float, half_height: float, segments: int = 96) -> Mesh
                     np.concatenate(nrm).astype(np.float32))
 
 
-def floor_mesh(half: float = FLOOR_HALF, tile: float = 1.0, x_max: float | None = None) -> MeshData:
-    """The floor square at z = 0 (cut at ``x = x_max``, a studio wall) with UVs ``(x, y) / tile``: a texture
-    repeats every ``tile`` metres in world x, y, its first row at y = 0 (as the pybullet renderer samples
-    ``floor_texture``)."""
+def floor_mesh(half: float = FLOOR_HALF, tile: float = 1.0, x_max: float | None = None,
+               x_min: float | None = None) -> MeshData:
+    """The floor rectangle at z = 0, |y| ≤ ``half``, ``x_min`` ≤ x ≤ ``x_max`` (default ±``half``; a studio
+    wall cuts it), with UVs ``(x, y) / tile``: a texture repeats every ``tile`` metres in world x, y, its
+    first row at y = 0 (as the pybullet renderer samples ``floor_texture``)."""
+    x0 = -half if x_min is None else float(x_min)
     x1 = half if x_max is None else min(half, float(x_max))
-    corners = np.array([[[-half, -half, 0], [x1, -half, 0], [x1, half, 0], [-half, half, 0]]], np.float64)
+    corners = np.array([[[x0, -half, 0], [x1, -half, 0], [x1, half, 0], [x0, half, 0]]], np.float64)
     mesh = _quads(corners, np.array([[0.0, 0.0, 1.0]]))
     mesh.uvs = (corners[0, :, :2] / tile).astype(np.float32)
     return mesh
+
+
+def floor_bands(camera: Any, tile: float, size: int, levels: int, x_min: float, x_max: float
+                ) -> list[tuple[int, float, float]]:
+    """``(mip level, x0, x1)`` bands of the floor seen by ``camera`` (looking along +x): the level the pybullet
+    renderer samples a floor texture of ``size`` columns at, from the pixel footprint at distance
+    X = x − x_camera (X²/(h f) metres per pixel along the view, X/f across). Path tracing the prefiltered levels
+    gives what many samples per pixel average to, without their noise."""
+    h, f, cx = float(camera.position[2]), float(camera.focal_px), float(camera.position[0])
+
+    def level(x: float) -> int:
+        d = max(x - cx, 1e-6)
+        return int(mip_level(max(d * d / (h * f), d / f) / tile, size, levels))
+
+    xs = cx + np.geomspace(1e-3, max(x_max - cx, 2e-3), 2048)
+    xs = np.concatenate([[x_min], xs[(xs > x_min) & (xs < x_max)], [x_max]])
+    out: list[tuple[int, float, float]] = []
+    start, current = x_min, level(x_min)
+    for lo, hi in zip(xs[:-1], xs[1:]):
+        if level(hi) == current:
+            continue
+        for _ in range(40):  # the level is non-decreasing in x: bisect its step
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if level(mid) == current else (lo, mid)
+        out.append((current, start, hi))
+        start, current = hi, level(hi)
+    out.append((current, start, x_max))
+    return out
 
 
 def equirect_dirs(width: int) -> np.ndarray:
@@ -380,6 +415,21 @@ def point_light_positions(scene: Scene) -> list[tuple[str, float, np.ndarray]]:
     return out
 
 
+def textured_floor(mi: Any, scene: Scene, path: str, tile: float, half: float, x_max: float) -> dict[str, Any]:
+    """The floor under ``floor_texture`` as bands across the view, each with the texture's mip level for its
+    distance (see :func:`floor_bands`), keyed ``floor_00``, ``floor_01``, … from behind the camera outwards."""
+    levels = texture_pyramid(path)
+    bitmaps: dict[int, Any] = {}
+    out = {}
+    for level, x0, x1 in floor_bands(scene.camera, tile, levels[0].shape[1], len(levels), -half, x_max):
+        if level not in bitmaps:
+            bitmaps[level] = mi.Bitmap(np.ascontiguousarray(levels[level], np.float32))
+        out[f"floor_{len(out):02d}"] = make_mesh(
+            mi, f"floor_{len(out):02d}", floor_mesh(half, tile, x1, x0),
+            {"type": "diffuse", "reflectance": {"type": "bitmap", "bitmap": bitmaps[level], "raw": True}})
+    return out
+
+
 def direct_irradiance(scene: Scene, point: Any = (0.0, 0.0, 0.0)) -> float:
     """Irradiance (W/m²) of the sun and the point lights on an unshadowed up-facing surface at ``point``."""
     to_sun = np.asarray(scene.lighting.light_direction, np.float64)
@@ -432,7 +482,6 @@ def scene_parts(mi: Any, scene: Scene, sky_radiance: float, env_strength: float)
     direct = direct_irradiance(scene)
     # the floor reaches the far clip from anywhere the camera stands (depth as the pybullet renderer's floor)
     reach = cam.far + float(np.linalg.norm(np.asarray(cam.position[:2]))) + 1.0
-    floor_texture = (lambda **extra: texture_dict(mi, bg.floor_texture, **extra)) if bg.floor_texture else None
     if bg.has_wall:
         # display-value shares of the metered light at the origin: the sky outside the wall, and the wall
         f_wall = projected_solid_angle((0, 0, 0), (0, 0, 1), wall_polygon(scene))
@@ -442,9 +491,11 @@ def scene_parts(mi: Any, scene: Scene, sky_radiance: float, env_strength: float)
         share = sky_share + wall_share
         dim = min(1.0, MAX_BACKDROP_SHARE / max(share, 1e-9))
         reference = direct / (1.0 - dim * share)
-        floor_refl = floor_texture() if floor_texture else _rgb(linear_rgb(bg.floor_rgb))
-        parts["floor"] = make_mesh(mi, "floor", floor_mesh(FLOOR_HALF, bg.floor_tile_m, wall_x(scene)),
-                                   {"type": "diffuse", "reflectance": floor_refl})
+        if bg.floor_texture:
+            parts.update(textured_floor(mi, scene, bg.floor_texture, bg.floor_tile_m, FLOOR_HALF, wall_x(scene)))
+        else:
+            parts["floor"] = make_mesh(mi, "floor", floor_mesh(FLOOR_HALF, 1.0, wall_x(scene)),
+                                       {"type": "diffuse", "reflectance": _rgb(linear_rgb(bg.floor_rgb))})
         surroundings = studio_environment(wall_x(scene), wall_lin, float(sky_radiance))
         parts["env"] = {"type": "envmap", "bitmap": mi.Bitmap(surroundings), "scale": float(dim * reference / math.pi),
                         "to_world": mi.ScalarTransform4f(ENV_TO_WORLD.tolist()),
@@ -464,9 +515,8 @@ def scene_parts(mi: Any, scene: Scene, sky_radiance: float, env_strength: float)
                         "scale": float(scale * env_strength * dim * reference / math.pi),
                         "to_world": mi.ScalarTransform4f(ENV_TO_WORLD.tolist()),
                         "sampling_weight": max(dim * share * reference, 1e-6)}
-        if floor_texture:
-            parts["floor"] = make_mesh(mi, "floor", floor_mesh(reach, bg.floor_tile_m),
-                                       {"type": "diffuse", "reflectance": floor_texture()})
+        if bg.floor_texture:
+            parts.update(textured_floor(mi, scene, bg.floor_texture, bg.floor_tile_m, reach, reach))
         else:  # the map's ground seen from the dome's eye height, as the albedo the pybullet renderer gives it
             albedo = np.clip(env.image * scale, 0.0, 1.0).astype(np.float32)
             parts["floor"] = make_mesh(mi, "floor", env_floor_mesh((0.0, 0.0, DOME_HEIGHT), reach),
@@ -489,7 +539,7 @@ def scene_parts(mi: Any, scene: Scene, sky_radiance: float, env_strength: float)
 
 
 __all__ = ["MeshData", "SceneParts", "scene_parts", "object_mesh", "object_bsdf", "crease_normals", "obj_has_normals",
-           "uv_sphere", "box_mesh", "cylinder_mesh", "floor_mesh", "studio_environment", "equirect_dirs",
+           "uv_sphere", "box_mesh", "cylinder_mesh", "floor_mesh", "floor_bands", "textured_floor", "studio_environment", "equirect_dirs",
            "env_floor_mesh", "equirect_uv", "wall_x", "wall_polygon",
            "upward_irradiance", "projected_solid_angle", "direct_irradiance", "linear_rgb", "read_texture",
            "texture_dict", "make_mesh", "point_light_positions", "ENV_TO_WORLD", "POINT_LIGHTS"]

@@ -395,3 +395,47 @@ def test_equirect_convention_and_irradiance():
     assert upward_irradiance(const) == pytest.approx(np.pi * 0.7, rel=1e-3)
     const[:32] = 0.0  # only the ground half lit: nothing reaches an upward surface
     assert upward_irradiance(const) == 0.0
+
+
+def test_floor_bands_use_the_pybullet_renderers_mip_levels(sphere_scene, tiny_config):
+    """A tiled floor texture is path traced through the mip level the pybullet renderer samples at each distance
+    (so both renderers filter it alike and 1 spp does not alias it)."""
+    from vidalign.simulation.backgrounds import mip_level
+    from vidalign.simulation.photoreal_scene import floor_bands
+
+    scene = sphere_scene(config=tiny_config(resolution=256))
+    cam, tile, size, levels = scene.camera, 1.5, 512, 10
+    bands = floor_bands(cam, tile, size, levels, -30.0, 6.0)
+    assert bands[0][1] == -30.0 and bands[-1][2] == 6.0
+    assert all(a[2] == b[1] and a[0] < b[0] for a, b in zip(bands, bands[1:]))  # contiguous, coarser with distance
+    # the pybullet renderer's choice per floor pixel: footprint = largest UV step to the next pixel (tiles)
+    rays = cam.pixel_rays()
+    o = np.asarray(cam.position)
+    t = np.where(rays[..., 2] < 0, -o[2] / np.minimum(rays[..., 2], -1e-12), np.inf)
+    points = o + np.where(np.isfinite(t), t, 0)[..., None] * rays
+    uv = points[..., :2] / tile
+    du = np.abs(np.diff(uv, axis=1, append=uv[:, -1:])).max(axis=-1)
+    dv = np.abs(np.diff(uv, axis=0, append=uv[-1:])).max(axis=-1)
+    floor = np.isfinite(t) & (points[..., 0] < 6.0)
+    floor[-1] = False  # no next row to difference with
+    want = mip_level(np.maximum(du, dv), size, levels)[floor]
+    x = points[..., 0][floor]
+    got = np.zeros_like(want)
+    for level, x0, x1 in bands:
+        got[(x >= x0) & (x < x1)] = level
+    assert np.mean(got == want) > 0.95 and np.abs(got - want).max() <= 1  # they differ only at band edges
+
+
+@needs_photoreal
+def test_a_textured_object_shows_its_texture_times_its_colour(tmp_path):
+    from vidalign.simulation.backgrounds import srgb_to_linear
+    from vidalign.simulation.photoreal import load_mitsuba
+    from vidalign.simulation.photoreal_scene import linear_rgb, read_texture, texture_dict
+
+    mi, _, _ = load_mitsuba()
+    _, png = write_textured_cube(tmp_path)
+    assert texture_dict(mi, png) == {"type": "bitmap", "filename": png, "raw": False}  # white: as stored
+    tinted = texture_dict(mi, png, linear_rgb((1.0, 0.5, 0.25)))
+    want = read_texture(png) * srgb_to_linear(np.array([1.0, 0.5, 0.25]))
+    np.testing.assert_allclose(np.array(tinted["bitmap"]), want, rtol=1e-6)
+    assert tinted["raw"] and read_texture(png)[0, 0] == pytest.approx(srgb_to_linear(np.array([200, 40, 40]) / 255))
