@@ -48,10 +48,11 @@ def hf_split(config: str) -> str:
 
 
 def worker_threads(explicit: int | None = None) -> int | None:
-    """Threads a photoreal renderer may use in this process: ``explicit`` if given; 1 in a worker process of a
-    ``--workers N`` local pool (one worker per core: Dr.Jit and OIDN would otherwise each start a thread per
-    core in every worker); the CPUs Ray assigned to the task in a Ray worker; None (all cores) in a one-process
-    build."""
+    """Threads a photoreal renderer may use in this process: ``explicit`` if given; 1 in a ``--workers N > 1``
+    build (one worker process per core: Dr.Jit and OIDN would otherwise each start a thread per core in every
+    worker), that is in a spawned pool worker and in a process that has a pool of workers alive (the local
+    executor lets the calling process work too); the CPUs Ray assigned to the task in a Ray worker; None (all
+    cores) in a one-process build."""
     if explicit is not None:
         return int(explicit)
     ray = sys.modules.get("ray")
@@ -59,28 +60,9 @@ def worker_threads(explicit: int | None = None) -> int | None:
         ctx = ray.get_runtime_context()
         if ctx.worker.mode == ray.WORKER_MODE:
             return max(1, int(ctx.get_assigned_resources().get("CPU", 1)))
-    if multiprocessing.parent_process() is not None:
+    if multiprocessing.parent_process() is not None or multiprocessing.active_children():
         return 1
     return None
-
-
-def _load_scene_overrides(path: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--scene-config={path!r} is invalid: no such file; give a YAML/JSON of DropSceneConfig fields")
-    text = p.read_text(encoding="utf-8")
-    try:
-        if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-    except (ValueError, ImportError) as exc:
-        raise ConfigError(f"--scene-config={path!r} is invalid: cannot parse it ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"--scene-config={path!r} is invalid: expected a mapping of DropSceneConfig fields")
-    return data
 
 
 @register_builder

@@ -164,5 +164,7 @@ def test_photoreal_renderer_threads_follow_the_worker_processes():
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:  # as the local executor starts workers
         assert pool.submit(worker_threads).result() == 1
         assert pool.submit(worker_threads, 3).result() == 3
+        assert worker_threads() == 1  # the calling process, while its pool lives (it may render tasks too)
+    assert worker_threads() is None
     with pytest.raises(ConfigError, match="render_threads"):
         KubricDropBuilder.Args(render_threads=0)
