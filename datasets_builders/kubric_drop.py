@@ -65,6 +65,25 @@ def worker_threads(explicit: int | None = None) -> int | None:
     return None
 
 
+def _load_scene_overrides(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--scene-config={path!r} is invalid: no such file; give a YAML/JSON of DropSceneConfig fields")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(f"--scene-config={path!r} is invalid: cannot parse it ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"--scene-config={path!r} is invalid: expected a mapping of DropSceneConfig fields")
+    return data
+
+
 @register_builder
 class KubricDropBuilder(Builder):
     name = "kubric-drop"

@@ -44,6 +44,7 @@ the map's horizon from :data:`~vidalign.simulation.backgrounds.FOG_START` m.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -355,24 +356,29 @@ def linear_rgb(srgb: Any) -> np.ndarray:
     return srgb_to_linear(np.asarray(srgb, np.float64)).astype(np.float64)
 
 
+@functools.lru_cache(maxsize=16)
 def read_texture(path: str) -> np.ndarray:
-    """An sRGB texture image as linear float32 RGB ``[H, W, 3]`` (as the pybullet renderer decodes it)."""
+    """An sRGB texture image as linear float32 RGB ``[H, W, 3]``, decoded as the pybullet renderer decodes it
+    (by Pillow: Mitsuba's own libpng can bind to another library's zlib in the same process and fail with
+    "bad parameters to zlib"). Cached per process (read-only)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return srgb_to_linear(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+            out = srgb_to_linear(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
     except OSError as exc:
         raise InputError(path, "texture", f"cannot read the image ({exc})", "use a readable .png/.jpg") from exc
+    out.setflags(write=False)
+    return out
 
 
 def texture_dict(mi: Any, path: str, tint: Any = (1.0, 1.0, 1.0), **extra: Any) -> dict[str, Any]:
-    """A bitmap texture of an sRGB image times a linear ``tint`` (Mitsuba decodes the file when untinted)."""
-    tint = np.asarray(tint, np.float64)
-    if np.allclose(tint, 1.0):
-        return {"type": "bitmap", "filename": path, "raw": False, **extra}
-    return {"type": "bitmap", "bitmap": mi.Bitmap((read_texture(path) * tint).astype(np.float32)), "raw": True,
-            **extra}
+    """A bitmap texture of an sRGB image times a linear ``tint``."""
+    tint = np.asarray(tint, np.float32)
+    image = read_texture(path)
+    if not np.allclose(tint, 1.0):
+        image = image * tint
+    return {"type": "bitmap", "bitmap": mi.Bitmap(np.array(image, np.float32)), "raw": True, **extra}  # a writable copy
 
 
 def object_bsdf(mi: Any, obj: SceneObject, has_uvs: bool) -> dict[str, Any]:
