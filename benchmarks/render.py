@@ -17,8 +17,9 @@ Lines printed (all measured in this run, on the same scenes and trajectories):
 
 ``--sweep`` first prints SSIM and cost for candidate fast settings (spp × path depth × OIDN quality): the
 ``fast`` preset in :mod:`vidalign.simulation.photoreal` is the cheapest candidate at ≥ 0.95 SSIM.
-One scene of the default set uses a procedural equirectangular environment map (sky gradient, sun,
-ground), the others the floor-and-wall backdrop.
+The scenes: the default config's (procedural sky over a ground texture, seed 1), a studio floor and wall
+(seed 2), and the default config with this script's equirectangular map (sky gradient, sun, textured
+ground; seed 3); the cost lines use the first.
 """
 
 from __future__ import annotations
@@ -58,14 +59,16 @@ def procedural_env(path: str, width: int = 512) -> str:
 
 
 def bench_scenes(num: int, resolution: int, frames: int, env_path: str | None) -> list:
-    """``num`` sampled scenes with their trajectories; the last one gets the env map (if given)."""
+    """``num`` sampled scenes with their trajectories: the second on a studio background, the last with the env
+    map (if given)."""
     from vidalign.simulation.physics import simulate
     from vidalign.simulation.scene import sample_scene
 
     config = DropSceneConfig(resolution=resolution, num_frames=frames)
     out = []
     for i in range(num):
-        scene = sample_scene(config, i + 1)
+        kind = "studio" if i == 1 and num > 2 else "procedural"
+        scene = sample_scene(dataclasses.replace(config, backgrounds=kind), i + 1)
         if env_path and i == num - 1:
             scene = dataclasses.replace(scene, background=dataclasses.replace(scene.background, id="procedural_sky",
                                                                                env_map=env_path))

@@ -9,8 +9,8 @@ as the authors' PSFT data and PisaBench's two simulated test sets. Each sample i
 
 Members: ``mp4`` (H.264, ``fps``), ``mask.npz`` (``mask``: bool [V, N, H, W], visible masks; tower
 objects first, droppers last, the last channel is the dropping object PisaBench scores), ``depth.npy``
-(float16 [V, H, W], metres from the camera centre, as Kubric's ``depth``; stored gzip-compressed as
-``depth.npy.gz``) and ``json`` (seed, full scene config, camera intrinsics and extrinsics, background, objects
+(float16 [V, H, W], metres from the camera centre along each pixel's ray, as Kubric's ``depth``, not
+z-depth; stored gzip-compressed as ``depth.npy.gz``) and ``json`` (seed, full scene config, camera intrinsics and extrinsics, background, objects
 with asset, mesh, texture, scale, mass, friction, restitution, collider, pose at release and per-frame
 trajectory, contact events, prompt and caption). Prompt, caption, seed, config, index, frame count, fps and the
 object/background split are also top-level columns (:data:`COLUMNS`); the trajectories stay in ``json``.
@@ -19,6 +19,8 @@ object/background split are also top-level columns (:data:`COLUMNS`); the trajec
 from __future__ import annotations
 
 import json
+import multiprocessing
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -43,6 +45,24 @@ def sample_seed(base_seed: int, config: str, index: int) -> int:
 
 def hf_split(config: str) -> str:
     return _HF_SPLIT[config]
+
+
+def worker_threads(explicit: int | None = None) -> int | None:
+    """Threads a photoreal renderer may use in this process: ``explicit`` if given; 1 in a ``--workers N > 1``
+    build (one worker process per core: Dr.Jit and OIDN would otherwise each start a thread per core in every
+    worker), that is in a spawned pool worker and in a process that has a pool of workers alive (the local
+    executor lets the calling process work too); the CPUs Ray assigned to the task in a Ray worker; None (all
+    cores) in a one-process build."""
+    if explicit is not None:
+        return int(explicit)
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ctx = ray.get_runtime_context()
+        if ctx.worker.mode == ray.WORKER_MODE:
+            return max(1, int(ctx.get_assigned_resources().get("CPU", 1)))
+    if multiprocessing.parent_process() is not None or multiprocessing.active_children():
+        return 1
+    return None
 
 
 def _load_scene_overrides(path: str) -> dict:
@@ -98,6 +118,9 @@ class KubricDropBuilder(Builder):
             default="authors", metadata={"help": "mitsuba renderer: authors (64 spp, denoised) or fast (chosen for "
                                                  ">= 0.95 SSIM against 1024 spp at a fraction of the cost)"})
         samples_per_pixel: int = field(default=64, metadata={"help": "Cycles samples per pixel (kubric renderer)"})
+        render_threads: int | None = field(default=None, metadata={
+            "help": "threads of the mitsuba/kubric renderer per process; default: all cores in a one-process "
+                    "build, 1 per worker with --workers > 1, the task's CPUs on Ray"})
         shadows: bool = field(default=True, metadata={"help": "cast shadows (pybullet renderer)"})
         caption: Literal["prompt", "constant"] = field(
             default="prompt", metadata={"help": "json caption: the PISA-style prompt, or the authors' constant "
@@ -116,6 +139,8 @@ class KubricDropBuilder(Builder):
             require(self.split in CONFIGS, "kubric-drop", "split", self.split, f"use one of {CONFIGS}")
             require(self.samples_per_pixel >= 1, "kubric-drop", "samples_per_pixel", self.samples_per_pixel,
                     "use >= 1")
+            require(self.render_threads is None or self.render_threads >= 1, "kubric-drop", "render_threads",
+                    self.render_threads, "use >= 1, or leave it unset to size it from the worker processes")
             require(self.renderer in ("pybullet", "kubric", "mitsuba"), "kubric-drop", "renderer", self.renderer,
                     "use pybullet, kubric or mitsuba")
             require(self.render_preset in ("authors", "fast"), "kubric-drop", "render_preset", self.render_preset,
@@ -136,10 +161,11 @@ class KubricDropBuilder(Builder):
             return DropSceneConfig.from_dict(overrides, source=self.scene_config or "kubric-drop")
 
         def renderer_options(self) -> dict:
+            """Options of the chosen renderer, with its thread count sized for the process it runs in."""
             if self.renderer == "kubric":
-                return {"samples_per_pixel": self.samples_per_pixel}
+                return {"samples_per_pixel": self.samples_per_pixel, "threads": worker_threads(self.render_threads)}
             if self.renderer == "mitsuba":
-                return {"preset": self.render_preset}
+                return {"preset": self.render_preset, "threads": worker_threads(self.render_threads)}
             return {"shadows": self.shadows}
 
     def estimate_sample_mb(self) -> float:
@@ -183,6 +209,8 @@ class KubricDropBuilder(Builder):
             print(f"kubric-drop: preview skipped ({exc})")
 
     def card_body(self, manifest: dict, folder: Path) -> str:
+        from vidalign.simulation.render import DEPTH_KIND
+
         a = self.args
         sc = a.scene()
         assets = "built-in pybullet_data meshes and primitives" if sc.builtin_assets else ""
@@ -199,8 +227,8 @@ class KubricDropBuilder(Builder):
                  "`get_test_split`: `default_rng(42)`, 10 % held out per source). Each clip's `json` names its "
                  "assets (`assets`, `objects[].asset_id`) and background (`background_id`, `background`). Masks are "
                  "visible per-object masks, tower objects first and droppers last (the last channel is the "
-                 "dropping object PisaBench scores); depth is the distance to the camera centre in metres "
-                 "(Kubric's `depth`). `vidalign export pisabench <folder> <out>` writes PisaBench's layout.", "",
+                 f"dropping object PisaBench scores); depth (`depth.npy`, metres) is the {DEPTH_KIND}. "
+                 "`vidalign export pisabench <folder> <out>` writes PisaBench's layout.", "",
                  f"Physics as the authors' released generator (PISA `sim_data/run.py` on Kubric's PyBullet "
                  f"simulator) unless stated: frame 0 is {sc.first_frame}/{sc.fps} s after release; contact model "
                  f"`{sc.contact_model}`; towers settled {sc.settle_frames} frames"
@@ -213,4 +241,4 @@ class KubricDropBuilder(Builder):
         return "\n".join(lines)
 
 
-__all__ = ["KubricDropBuilder", "CONFIGS", "sample_seed", "hf_split"]
+__all__ = ["KubricDropBuilder", "CONFIGS", "sample_seed", "hf_split", "worker_threads"]

@@ -9,7 +9,10 @@ asset format with its manifest, or any folder of ``.obj`` meshes. Backgrounds co
 
 Seen/unseen split, as the authors' Kubric ``AssetSource.get_test_split(fraction=0.1)``: within each source
 (one asset folder, or one built-in group), ``np.random.default_rng(42).choice(sorted ids, round(0.1 n),
-replace=False)`` are held out ("unseen"); the same rule splits backgrounds.
+replace=False)`` are held out ("unseen"); the same rule splits backgrounds. The split is drawn over every asset
+a source publishes; meshes that cannot be used (NaN or infinite vertex coordinates, such as
+``random_urdfs/168/168.obj`` in ``pybullet_data``) are left out of the catalogue afterwards, so every other
+asset keeps the split it has in the authors' rule (``Catalog.excluded`` lists them).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from vidalign.simulation.meshes import (  # noqa: F401  (re-exported: the mesh h
     MeshInfo,
     farthest_points,
     mesh_info,
+    nonfinite_meshes,
     obj_texture,
     read_obj_vertices,
 )
@@ -35,7 +39,7 @@ from vidalign.simulation.meshes import (  # noqa: F401  (re-exported: the mesh h
 CATEGORIES = ("object", "procedural", "primitive", "user")
 SHAPES = ("mesh", "sphere", "box", "cylinder")
 
-# name -> linear RGB in [0, 1]; names are what prompts say
+# name -> sRGB display value in [0, 1] (every renderer shows it as declared); names are what prompts say
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.80, 0.10, 0.10), "orange": (0.95, 0.50, 0.10), "yellow": (0.95, 0.85, 0.15),
     "green": (0.15, 0.65, 0.20), "blue": (0.10, 0.30, 0.85), "purple": (0.50, 0.20, 0.70),
@@ -179,6 +183,7 @@ class Catalog:
 
     assets: tuple[Asset, ...]
     backgrounds: tuple[Background, ...]
+    excluded: tuple[str, ...] = ()  # asset ids left out after the split (meshes with non-finite vertices)
 
     def pool(self, split: str) -> tuple[Asset, ...]:
         items = tuple(a for a in self.assets if a.split == split)
@@ -218,8 +223,14 @@ def load_catalog(asset_dir: str | None = None, builtin: bool = True, background_
     assets: list[Asset] = _builtin_assets() if builtin else []
     if asset_dir is not None:
         assets += folder_assets(asset_dir)
-    return Catalog(tuple(split_by_source(assets)),
-                   tuple(split_by_source(load_backgrounds(background_dir, backgrounds), key=lambda b: b.id)))
+    assets = split_by_source(assets)
+    unusable: set[str] = set()
+    for source in sorted({a.source for a in assets}):
+        unusable |= nonfinite_meshes(tuple(p for a in assets if a.source == source
+                                           for p in (a.mesh, a.collision_mesh) if p))
+    excluded = tuple(a.id for a in assets if {a.mesh, a.collision_mesh} & unusable)
+    return Catalog(tuple(a for a in assets if a.id not in excluded),
+                   tuple(split_by_source(load_backgrounds(background_dir, backgrounds), key=lambda b: b.id)), excluded)
 
 
 __all__ = ["Asset", "Background", "Catalog", "COLORS", "MATERIALS", "CATEGORIES", "SHAPES", "holdout",

@@ -34,6 +34,9 @@ from vidalign.simulation.assets import Background, pybullet_data_dir
 from vidalign.simulation.meshes import atomic_write, cache_dir
 
 DOME_HEIGHT = 1.7  # m: panoramas are shot at eye height; the floor shows their ground as seen from there
+WALL_OFFSET = 5.0  # m: a studio wall stands this far behind the spawn region (every renderer)
+FOG_START, FOG_END = 25.0, 80.0  # m: where the pybullet renderer fades the floor into the map's horizon
+HDR_SKY_LEVEL = 0.75  # display level of an HDR map's sky (cosine-weighted mean luminance); LDR maps show as stored
 ENV_EXTENSIONS = (".hdr", ".exr", ".png", ".jpg", ".jpeg")
 BACKGROUND_KINDS = ("procedural", "studio", "all")
 _VERSION = "v1"
@@ -52,6 +55,12 @@ def srgb_to_linear(c: np.ndarray) -> np.ndarray:
 def linear_to_srgb(c: np.ndarray) -> np.ndarray:
     c = np.clip(np.asarray(c, dtype=np.float32), 0.0, 1.0)
     return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 709 luminance of linear RGB ``[..., 3]``."""
+    rgb = np.asarray(rgb)
+    return rgb[..., 0] * 0.2126 + rgb[..., 1] * 0.7152 + rgb[..., 2] * 0.0722
 
 
 def read_hdr(path: str) -> np.ndarray:
@@ -131,6 +140,32 @@ def read_env_map(path: str) -> np.ndarray:
         raise InputError(path, None, f"cannot read image ({exc})", "use .hdr, .exr, .png or .jpg") from exc
 
 
+@functools.lru_cache(maxsize=32)
+def texture_pyramid(path: str) -> tuple[np.ndarray, ...]:
+    """Linear-RGB mip levels of an sRGB texture image (2×2 box filter down to one pixel), as every renderer
+    filters a tiled floor texture."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            level = srgb_to_linear(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+    except OSError as exc:
+        raise InputError(path, "floor_texture", f"cannot read the image ({exc})", "use a readable .png/.jpg") from exc
+    levels = [level]
+    while min(level.shape[:2]) >= 2:
+        h, w = level.shape[0] // 2 * 2, level.shape[1] // 2 * 2
+        level = level[:h, :w].reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
+        levels.append(level)
+    return tuple(levels)
+
+
+def mip_level(footprint: np.ndarray | float, size: int, levels: int) -> np.ndarray:
+    """The mip level that samples a texture of ``size`` columns at ``footprint`` tiles per pixel (the nearest
+    power of two of texels per pixel)."""
+    lod = np.round(np.log2(np.maximum(np.asarray(footprint, dtype=np.float64) * size, 1e-9)))
+    return np.clip(lod, 0, levels - 1).astype(int)
+
+
 def _downsample(img: np.ndarray, max_width: int) -> np.ndarray:
     while img.shape[1] > max_width and img.shape[0] >= 2:
         h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
@@ -181,6 +216,16 @@ class EnvMap:
         sky = (self.image[upper] * weight[upper]).sum(axis=(0, 1)) / weight[upper].sum() / self.image.shape[1]
         ground = (self.image[lower] * weight[lower]).sum(axis=(0, 1)) / weight[lower].sum() / self.image.shape[1]
         return sky.astype(np.float32), ground.astype(np.float32)
+
+
+def env_display_scale(env: EnvMap, path: str) -> float:
+    """Display exposure of a map (every renderer shows its sky times this): LDR images (``.png``/``.jpg``) as they
+    are; HDR maps (``.hdr``/``.exr``) scaled so their sky's cosine-weighted mean luminance is
+    :data:`HDR_SKY_LEVEL`."""
+    if not path.lower().endswith((".hdr", ".exr")):
+        return 1.0
+    sky, _ = env.hemispheres
+    return HDR_SKY_LEVEL / max(float(luminance(sky)), 1e-6)
 
 
 def dome_floor_dirs(points: np.ndarray) -> np.ndarray:
@@ -401,7 +446,8 @@ def load_backgrounds(background_dir: str | None, kind: str = "procedural") -> li
     return list(procedural_backgrounds()) + list(studio_backgrounds())
 
 
-__all__ = ["DOME_HEIGHT", "ENV_EXTENSIONS", "BACKGROUND_KINDS", "EnvMap", "load_env", "read_env_map", "read_hdr",
+__all__ = ["DOME_HEIGHT", "WALL_OFFSET", "FOG_START", "FOG_END", "HDR_SKY_LEVEL", "luminance", "env_display_scale",
+           "texture_pyramid", "mip_level", "ENV_EXTENSIONS", "BACKGROUND_KINDS", "EnvMap", "load_env", "read_env_map", "read_hdr",
            "write_hdr", "srgb_to_linear", "linear_to_srgb", "dome_floor_dirs", "ground_texture", "sky_map",
            "procedural_backgrounds", "studio_backgrounds", "folder_backgrounds", "load_backgrounds", "GROUNDS",
            "SKIES"]

@@ -5,15 +5,20 @@ denoised). Here the physics is vidalign's own PyBullet simulation (the same engi
 Kubric's ``PyBullet`` simulator wraps), and the recorded poses are keyframed onto Kubric objects, so a
 clip shows exactly the trajectories in its metadata whichever renderer drew it. The light rig follows
 the authors' script: a sun of energy U(1, 6) plus key/fill/back point lights (100/75/75 W) at 2.5 m,
-1.5 m high. With no HDRI bucket offline, the background is the same coloured floor and backdrop the
-PyBullet renderer draws.
+1.5 m high. The background follows the scene model as the other renderers draw it: colours are sRGB display
+values (made linear for Cycles); a studio background is its floor (colour, or ``floor_texture`` tiled every
+``floor_tile_m`` m) and a backdrop wall shown at its declared colour that casts no shadow (Kubric's
+``FlatMaterial`` without indirect visibility: a cyclorama lit evenly); an environment map is the world
+(Kubric's background and ambient-light HDRI, HDR maps at the display scale of
+:func:`~vidalign.simulation.backgrounds.env_display_scale`) over a floor that shows ``floor_texture`` or the
+map's ground seen from :data:`~vidalign.simulation.backgrounds.DOME_HEIGHT` (Kubric's dome).
 
 Outputs match :class:`~vidalign.simulation.render.Rendering`: RGB from Blender's PNGs, depth as the distance to
 the camera centre (Blender's z-depth from the EXR ``Depth`` pass, converted as Kubric's ``camera.z_to_depth``),
 visible masks from the rank-0 object cryptomatte. Textured meshes keep the material Blender imports from their
-``.mtl`` (as the authors' GSO objects do); environment maps are not passed to Kubric yet (the backdrop is the
-background's floor and wall colour). kubric 0.1.1 needs the
-patches in :mod:`vidalign.simulation.kubric_compat`.
+``.mtl`` (as the authors' GSO objects do). Exposure is Cycles' own (the authors' look), not metered as the
+``pybullet`` and ``mitsuba`` renderers meter it. kubric 0.1.1 needs the patches in
+:mod:`vidalign.simulation.kubric_compat`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ import numpy as np
 
 from vidalign.errors import VidalignError
 from vidalign.simulation.assets import MATERIALS
+from vidalign.simulation.backgrounds import (
+    DOME_HEIGHT,
+    WALL_OFFSET,
+    env_display_scale,
+    load_env,
+    srgb_to_linear,
+)
 from vidalign.simulation.geometry import quat_to_matrix
 from vidalign.simulation.physics import Trajectories
 from vidalign.simulation.render import Rendering, quiet_stdout
@@ -55,10 +67,50 @@ def write_cylinder_obj(path: Path, segments: int = 48) -> str:
     return str(path)
 
 
+def _linear(kb: Any, srgb: Any) -> Any:
+    """A declared colour (sRGB display value) as the linear colour Blender's shaders take."""
+    return kb.Color(*(float(v) for v in srgb_to_linear(np.asarray(srgb, np.float64))), 1.0)
+
+
 def _material(kb: Any, obj: SceneObject) -> Any:
     m = MATERIALS[obj.material]
-    return kb.PrincipledBSDFMaterial(color=kb.Color(*obj.rgb, 1.0), roughness=m["roughness"],
+    return kb.PrincipledBSDFMaterial(color=_linear(kb, obj.rgb), roughness=m["roughness"],
                                      metallic=m["metallic"], specular=m["specular"])
+
+
+def _floor_albedo(bpy: Any, blender_obj: Any, image: str, tile: float | None, scale: float = 1.0) -> None:
+    """Replace the floor's base colour by an image: tiled every ``tile`` m in world x, y (first image row at
+    y = 0, as the other renderers), or (``tile`` None) an equirectangular map looked up in the direction from
+    the dome's eye height, times ``scale``, clamped to 1."""
+    tree = blender_obj.active_material.node_tree
+    bsdf = next(n for n in tree.nodes if n.type == "BSDF_PRINCIPLED")
+    geometry = tree.nodes.new("ShaderNodeNewGeometry")
+    if tile is not None:
+        mapping = tree.nodes.new("ShaderNodeMapping")
+        mapping.inputs["Scale"].default_value = (1.0 / tile, -1.0 / tile, 1.0)  # Blender's v runs up the image
+        tex = tree.nodes.new("ShaderNodeTexImage")
+        tex.extension = "REPEAT"
+        tree.links.new(geometry.outputs["Position"], mapping.inputs["Vector"])
+        tree.links.new(mapping.outputs["Vector"], tex.inputs["Vector"])
+        tex.image = bpy.data.images.load(image, check_existing=True)
+        tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+        return
+    eye = tree.nodes.new("ShaderNodeVectorMath")
+    eye.operation = "SUBTRACT"
+    eye.inputs[1].default_value = (0.0, 0.0, DOME_HEIGHT)
+    env = tree.nodes.new("ShaderNodeTexEnvironment")
+    env.image = bpy.data.images.load(image, check_existing=True)
+    gain = tree.nodes.new("ShaderNodeVectorMath")
+    gain.operation = "SCALE"
+    gain.inputs["Scale"].default_value = float(scale)
+    clamp = tree.nodes.new("ShaderNodeVectorMath")
+    clamp.operation = "MINIMUM"
+    clamp.inputs[1].default_value = (1.0, 1.0, 1.0)
+    tree.links.new(geometry.outputs["Position"], eye.inputs[0])
+    tree.links.new(eye.outputs["Vector"], env.inputs["Vector"])
+    tree.links.new(env.outputs["Color"], gain.inputs[0])
+    tree.links.new(gain.outputs["Vector"], clamp.inputs[0])
+    tree.links.new(clamp.outputs["Vector"], bsdf.inputs["Base Color"])
 
 
 @dataclass
@@ -128,14 +180,31 @@ class KubricRenderer:
                 ks += camera
                 ks.camera = camera
                 bg = scene.background
-                ks.background = kb.Color(*bg.wall_rgb, 1.0)
-                ks.ambient_illumination = kb.Color(0.05, 0.05, 0.05, 1.0)
-                ks += kb.Cube(name="floor", scale=(15.0, 15.0, 0.01), position=(0.0, 0.0, -0.01), static=True,
-                              background=True, material=kb.PrincipledBSDFMaterial(color=kb.Color(*bg.floor_rgb, 1.0),
-                                                                                   roughness=0.8))
-                ks += kb.Cube(name="backdrop", scale=(0.01, 15.0, 15.0), position=(cfg.spawn_max[0] + 5.0, 0.0, 0.0),
-                              static=True, background=True,
-                              material=kb.PrincipledBSDFMaterial(color=kb.Color(*bg.wall_rgb, 1.0), roughness=0.9))
+                reach = cam.far + float(np.linalg.norm(np.asarray(cam.position[:2]))) + 1.0  # to the far clip
+                floor_half = 15.0 if bg.has_wall else reach
+                floor = kb.Cube(name="floor", scale=(floor_half, floor_half, 0.01), position=(0.0, 0.0, -0.01),
+                                static=True, background=True,
+                                material=kb.PrincipledBSDFMaterial(color=_linear(kb, bg.floor_rgb), roughness=0.8))
+                ks += floor
+                if bg.has_wall:
+                    ks.background = _linear(kb, bg.wall_rgb)
+                    ks.ambient_illumination = kb.Color(0.05, 0.05, 0.05, 1.0)
+                    # shown at its declared colour, casting no shadow and no light: a cyclorama lit evenly
+                    ks += kb.Cube(name="backdrop", scale=(0.01, 15.0, 15.0),  # front face on the wall plane
+                                  position=(cfg.spawn_max[0] + WALL_OFFSET + 0.01, 0.0, 0.0),
+                                  static=True, background=True,
+                                  material=kb.FlatMaterial(color=_linear(kb, bg.wall_rgb), indirect_visibility=False))
+                else:
+                    scale = env_display_scale(load_env(bg.env_map), bg.env_map)
+                    renderer._set_background_hdri(bg.env_map)  # camera rays: the backdrop
+                    renderer._set_ambient_light_hdri(bg.env_map)  # every other ray: the light
+                    for node in (renderer.bg_node, renderer.ambient_node):
+                        node.inputs["Strength"].default_value = scale
+                if bg.floor_texture:
+                    _floor_albedo(bpy, floor.linked_objects[renderer], bg.floor_texture, bg.floor_tile_m)
+                elif not bg.has_wall:
+                    _floor_albedo(bpy, floor.linked_objects[renderer], bg.env_map, None,
+                                  env_display_scale(load_env(bg.env_map), bg.env_map))
                 light = scene.lighting
                 ks += kb.DirectionalLight(name="sun", euler=(math.radians(light.sun_euler_deg[0]),
                                                              math.radians(light.sun_euler_deg[1]), 0.0),

@@ -100,6 +100,9 @@ def read_obj(path: str) -> ObjMesh:
     if len(verts) < 4:
         raise InputError(path, None, f"mesh has {len(verts)} vertices", "use a closed mesh with >= 4 vertices")
     v = np.asarray(verts, dtype=np.float64)
+    if not np.isfinite(v).all():
+        raise InputError(path, None, f"{int((~np.isfinite(v).all(axis=1)).sum())} vertices have non-finite (NaN/inf) "
+                         "coordinates", "repair or re-export the mesh, or remove it from the asset folder")
     fa = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     if fa.size and (fa.min() < 0 or fa.max() >= len(v)):
         raise InputError(path, None, "a face indexes a missing vertex", "re-export the mesh as OBJ")
@@ -111,12 +114,52 @@ def read_obj_vertices(path: str) -> np.ndarray:
     return read_obj(path).vertices
 
 
+_NONFINITE = re.compile(rb"^v[ \t][^\n]*?(?:nan|inf)", re.IGNORECASE | re.MULTILINE)
+
+
+def has_nonfinite_vertices(path: str) -> bool:
+    """Whether an OBJ file has a vertex line with a NaN or infinite coordinate (a byte scan, not a parse)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    lowered = (b"nan", b"NaN", b"NAN", b"inf", b"Inf", b"INF")
+    return any(t in data for t in lowered) and _NONFINITE.search(data) is not None
+
+
+def nonfinite_meshes(paths: tuple[str, ...]) -> frozenset[str]:
+    """The OBJ files among ``paths`` with non-finite vertices. The answer is cached on disk under the paths,
+    sizes and modification times, so a worker process (or the next build) does not read the meshes again."""
+    stats = []
+    for p in sorted(set(paths)):
+        st = os.stat(p)
+        stats.append(f"{p}\t{st.st_size}\t{st.st_mtime_ns}")
+    key = hashlib.sha256("\n".join(stats).encode()).hexdigest()[:24]
+    record = cache_dir() / "mesh_checks" / f"{key}.txt"
+    if record.is_file():
+        return frozenset(line for line in record.read_text(encoding="utf-8").splitlines() if line)
+    bad = sorted(p for p in set(paths) if has_nonfinite_vertices(p))
+    atomic_write(record, "".join(f"{p}\n" for p in bad).encode())
+    return frozenset(bad)
+
+
+_MTLLIB = re.compile(rb"^mtllib[ \t]+([^\r\n]+)", re.MULTILINE)
+
+
+def obj_mtllib(path: str) -> str | None:
+    """The first ``mtllib`` of an OBJ, found without parsing its geometry (catalogues list many meshes)."""
+    try:
+        with open(path, "rb") as f:
+            match = _MTLLIB.search(f.read())
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read mesh ({exc})", "check the asset folder") from exc
+    return match.group(1).decode("utf-8", errors="replace").strip() if match else None
+
+
 def obj_texture(path: str) -> str | None:
     """The albedo image of an OBJ (``map_Kd`` of its ``.mtl``), as an absolute path, or None.
 
     Looks where the ``.mtl`` says, then beside the OBJ and in ``../materials/textures/`` (the layout of
     Google Scanned Objects, whose ``model.mtl`` names ``texture.png`` without its folder)."""
-    mtllib = read_obj(path).mtllib
+    mtllib = obj_mtllib(path)
     obj_dir = Path(path).parent
     if not mtllib:
         return None
@@ -296,5 +339,6 @@ def scaled_inertia(info: MeshInfo, scale: np.ndarray, density: float) -> tuple[n
 
 
 __all__ = ["MAX_HULL_POINTS", "MeshInfo", "ObjMesh", "cache_dir", "atomic_write", "read_obj", "read_obj_vertices",
+           "has_nonfinite_vertices", "nonfinite_meshes",
            "obj_texture", "mass_properties", "is_closed", "farthest_points", "mesh_info", "convex_decomposition",
            "scaled_inertia", "CONCAVE_RATIO", "VHACD_DEFAULTS"]

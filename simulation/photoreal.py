@@ -11,11 +11,13 @@ pip-installable, headless path tracer (extra ``vidalign[photoreal]``: ``mitsuba`
 - presets (:data:`PRESETS`): ``authors`` (64 spp, denoised: the authors' Cycles setting), ``fast``
   (chosen by measurement against 1024 spp: see ``benchmarks/render.py``) and ``reference`` (1024 spp,
   not denoised); ``samples_per_pixel``, ``denoise`` and ``max_depth`` override a preset;
-- outputs as every renderer (:class:`~vidalign.simulation.render.Rendering`): RGB uint8 (sRGB, with a
-  highlight roll-off above linear 0.6 so bright sun does not clip colours; below it colours are exact),
-  depth = distance from the camera centre to the first surface along the ray through each pixel
-  centre (metres; ``camera.far`` where nothing is hit), and masks from the shape hit by that same ray:
-  exact per pixel, no thresholds, in ``scene.objects`` order (the last is the primary dropper).
+- outputs as every renderer (:class:`~vidalign.simulation.render.Rendering`): RGB uint8 (sRGB; exposure metered
+  so that a fully lit up-facing surface at the origin shows its albedo, as the pybullet renderer normalises its
+  light, plus ``exposure`` stops; below linear 0.8, the pybullet renderer's knee, colours are exact, above it
+  a roll-off on the largest channel keeps bright sun from clipping hues), depth (the distance from the camera
+  centre to the first surface along the ray through each pixel centre, metres; ``camera.far`` where nothing
+  is hit), and masks from the shape hit by that same ray: exact per pixel, no thresholds, in
+  ``scene.objects`` order (the last is the primary dropper).
 
 Why Mitsuba rather than Blender Cycles through ``bpy`` (measured here, ``benchmarks/RESULTS.md``): the
 Mitsuba + Dr.Jit + OIDN wheels are ~156 MB against ``bpy``'s 856 MB installed, it needs no Kubric
@@ -122,7 +124,10 @@ def camera_rays(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(camera.position, np.float64), d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
-def soft_clip(x: np.ndarray, knee: float = 0.6) -> np.ndarray:
+KNEE = 0.8  # linear level below which colours are shown exactly (the pybullet renderer's shoulder starts here)
+
+
+def soft_clip(x: np.ndarray, knee: float = KNEE) -> np.ndarray:
     """Identity below ``knee``; above it an exponential shoulder towards 1 (C¹ at the knee)."""
     span = 1.0 - knee
     return np.where(x <= knee, x, knee + span * (1.0 - np.exp(-(x - knee) / span)))
@@ -154,8 +159,8 @@ class MitsubaRenderer:
     threads: int | None = None
     seed: int = 0
     exposure: float = 0.0
-    sky_radiance: float = 0.6
-    env_strength: float = 1.0
+    sky_radiance: float = 0.5  # display value of the studio's uniform sky (its light; the wall hides it)
+    env_strength: float = 1.0  # multiplies an environment map (backdrop and light)
     oidn_quality: str | None = None
     name: str = "mitsuba"
 
@@ -216,29 +221,28 @@ class MitsubaRenderer:
         }
         mi_scene = mi.load_dict(parts.scene_dict)
         params = mi.traverse(mi_scene)
-        geometry = _GeometryPass(mi, dr, mi_scene, cam, parts.object_keys, variant)
+        geometry = _GeometryPass(mi, dr, mi_scene, cam, parts.object_keys, variant, parts.wall_x)
         rgb = np.zeros((t, w, w, 3), np.uint8)
         depth = np.zeros((t, w, w), np.float32)
         masks = np.zeros((t, n, w, w), bool)
-        for f in range(t):
-            if f > 0:
-                for i, (key, mesh) in enumerate(zip(parts.object_keys, parts.rest)):
-                    rot = quat_to_matrix(trajectories.orientations[f, i])
-                    pos = mesh.positions @ rot.T + trajectories.positions[f, i]
-                    _assign(params, f"{key}.vertex_positions", pos)
-                    if mesh.normals is not None:
-                        _assign(params, f"{key}.vertex_normals", mesh.normals @ rot.T)
+        for f in range(t):  # every frame from the trajectories: frame 0 is not the pose at release (first_frame)
+            for i, (key, mesh) in enumerate(zip(parts.object_keys, parts.rest)):
+                rot = quat_to_matrix(trajectories.orientations[f, i])
+                pos = mesh.positions @ rot.T + trajectories.positions[f, i]
+                _assign(params, f"{key}.vertex_positions", pos)
+                if mesh.normals is not None:
+                    _assign(params, f"{key}.vertex_normals", mesh.normals @ rot.T)
+            if n:
                 params.update()
             depth[f], masks[f] = geometry()
             image = np.array(mi.render(mi_scene, seed=frame_seed(scene.seed, self.seed, f),
                                        spp=int(self.samples_per_pixel)), dtype=np.float32)
-            colour = np.ascontiguousarray(image[..., 0:3])
+            colour = np.ascontiguousarray(image[..., 0:3] * np.float32(parts.exposure_scale))
             if denoiser is not None:  # channels: colour first, the albedo and normal AOVs last
                 colour = denoiser(colour, np.ascontiguousarray(np.clip(image[..., -6:-3], 0, 1)),
                                   np.ascontiguousarray(image[..., -3:]))
             rgb[f] = to_srgb8(colour, self.exposure)
-        options = {**self.settings, "variant": variant, "engine": f"mitsuba {mi.__version__}",
-                   "depth": "distance to the camera centre (m)", **parts.info}
+        options = {**self.settings, "variant": variant, "engine": f"mitsuba {mi.__version__}", **parts.info}
         return Rendering(rgb, depth, masks, self.name, options)
 
 
@@ -317,13 +321,19 @@ def _denoiser(variant: str, shape: tuple[int, int], quality: str, threads: int |
 
 
 class _GeometryPass:
-    """Depth (ray length) and object masks from one ray per pixel centre, cast into the Mitsuba scene."""
+    """Depth (ray length) and object masks from one ray per pixel centre, cast into the Mitsuba scene (and onto
+    the studio wall's plane, which the environment draws, where a ray reaches nothing else)."""
 
-    def __init__(self, mi: Any, dr: Any, mi_scene: Any, camera: Camera, object_keys: list[str], variant: str):
+    def __init__(self, mi: Any, dr: Any, mi_scene: Any, camera: Camera, object_keys: list[str], variant: str,
+                 wall_x: float | None = None):
         self.mi, self.dr, self.scene, self.camera = mi, dr, mi_scene, camera
         self.scalar = variant.startswith("scalar")
         origin, dirs = camera_rays(camera)
         self.origin, self.dirs = origin, dirs
+        self.t_wall = np.full(len(dirs), np.inf)
+        if wall_x is not None:
+            ahead = dirs[:, 0] > 1e-9
+            self.t_wall[ahead] = (wall_x - origin[0]) / dirs[ahead, 0]
         shapes = {s.id(): s for s in mi_scene.shapes()}
         self.keys = object_keys
         if not self.scalar:
@@ -345,7 +355,7 @@ class _GeometryPass:
             index = np.full(len(t), -1, np.int64)
             for i, sid in enumerate(self.ids):
                 index[shape_ids == sid] = i
-        depth = np.minimum(t, far).astype(np.float32).reshape(w, w)
+        depth = np.minimum(np.minimum(t, self.t_wall), far).astype(np.float32).reshape(w, w)
         masks = (index[None, :] == np.arange(len(self.keys))[:, None]).reshape(len(self.keys), w, w)
         return depth, masks
 

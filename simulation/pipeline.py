@@ -17,7 +17,7 @@ import numpy as np
 
 from vidalign.simulation.config import DropSceneConfig
 from vidalign.simulation.physics import Trajectories, simulate
-from vidalign.simulation.render import Rendering, render
+from vidalign.simulation.render import DEPTH_KIND, Rendering, render
 from vidalign.simulation.scene import Scene, sample_scene
 from vidalign.simulation.text import caption
 
@@ -86,7 +86,7 @@ def clip_metadata(clip: Clip, caption_mode: str = "prompt", decimals: int = 6) -
         "first_frame": traj.first_frame,
         "contact_model": traj.contact_model,
         "times": r(traj.times),
-        "depth": {"unit": "m", "kind": "distance to the camera centre (Kubric's depth)", "dtype": "float16"},
+        "depth": {"unit": "m", "kind": DEPTH_KIND, "dtype": "float16"},
         "split": {"objects": scene.config.split, "background": scene.background.split},
         "assets": sorted({o.asset_id for o in scene.objects}),
         "background_id": scene.background.id,

@@ -19,7 +19,6 @@ Colours (``SceneObject.rgb``, ``Background.*_rgb``, PNG textures) are sRGB displ
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -29,46 +28,31 @@ import numpy as np
 from vidalign.simulation.assets import MATERIALS
 from vidalign.simulation.backgrounds import (
     DOME_HEIGHT,
-    EnvMap,
+    FOG_END,
+    FOG_START,
+    WALL_OFFSET,
     dome_floor_dirs,
+    env_display_scale,
     linear_to_srgb,
     load_env,
+    mip_level,
     srgb_to_linear,
+    texture_pyramid,
 )
+from vidalign.simulation.backgrounds import luminance as _luminance
 from vidalign.simulation.physics import Trajectories, direct_client
 from vidalign.simulation.scene import Scene
 
 AMBIENT = 0.5  # sky light on an up-facing surface, relative to the exposure
 POINT_LIGHTS = (("key", 0.30), ("fill", 0.20), ("back", 0.20))  # the authors' 100/75/75 W rig, relative weights
-WALL_OFFSET = 5.0  # m behind the spawn region (studio backgrounds)
-FOG_START, FOG_END = 25.0, 80.0  # m: the floor fades into the horizon of the environment map
 PENUMBRA = 0.02  # m: half-width of the soft shadow edge (the sky's light, not only the sun's disc)
-
-
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    return np.asarray(rgb)[..., 0] * 0.2126 + np.asarray(rgb)[..., 1] * 0.7152 + np.asarray(rgb)[..., 2] * 0.0722
-
-
-@functools.lru_cache(maxsize=32)
-def _texture_pyramid(path: str) -> tuple[np.ndarray, ...]:
-    """Linear-RGB mip levels of a texture (2×2 box filter)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        level = srgb_to_linear(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
-    levels = [level]
-    while min(level.shape[:2]) >= 2:
-        h, w = level.shape[0] // 2 * 2, level.shape[1] // 2 * 2
-        level = level[:h, :w].reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
-        levels.append(level)
-    return tuple(levels)
 
 
 def _sample_tiled(levels: tuple[np.ndarray, ...], uv: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     """Bilinear lookups of a repeating texture at ``uv`` (tiles), at the mip level of ``footprint`` (tiles/pixel)."""
     out = np.zeros(uv.shape[:-1] + (3,), np.float32)
     size = levels[0].shape[1]
-    lod = np.clip(np.round(np.log2(np.maximum(footprint * size, 1e-9))), 0, len(levels) - 1).astype(int)
+    lod = mip_level(footprint, size, len(levels))
     for k in np.unique(lod):
         sel = lod == k
         tex = levels[k]
@@ -97,14 +81,6 @@ class Backdrop:
     env_scale: float
 
 
-def _env_scale(env: EnvMap, path: str) -> float:
-    """Display exposure of a map: LDR images are shown as they are; HDR maps so their sky averages 0.75."""
-    if not path.lower().endswith((".hdr", ".exr")):
-        return 1.0
-    sky, _ = env.hemispheres
-    return 0.75 / max(float(_luminance(sky)), 1e-6)
-
-
 def backdrop(scene: Scene, rays: np.ndarray) -> Backdrop:
     cam, bg = scene.camera, scene.background
     origin = np.asarray(cam.position, dtype=np.float64)
@@ -125,7 +101,7 @@ def backdrop(scene: Scene, rays: np.ndarray) -> Backdrop:
     env, scale = None, 1.0
     if bg.env_map:
         env = load_env(bg.env_map)
-        scale = _env_scale(env, bg.env_map)
+        scale = env_display_scale(env, bg.env_map)
         sky = env.lookup(rays) * scale
         sky_color, _ = env.hemispheres
         sky_color = sky_color / max(float(_luminance(sky_color)), 1e-6)
@@ -138,7 +114,7 @@ def backdrop(scene: Scene, rays: np.ndarray) -> Backdrop:
             uv = points[..., :2] / bg.floor_tile_m
             du = np.abs(np.diff(uv, axis=1, append=uv[:, -1:])).max(axis=-1)
             dv = np.abs(np.diff(uv, axis=0, append=uv[-1:])).max(axis=-1)
-            albedo[floor] = _sample_tiled(_texture_pyramid(bg.floor_texture), uv[floor],
+            albedo[floor] = _sample_tiled(texture_pyramid(bg.floor_texture), uv[floor],
                                           np.maximum(du, dv)[floor])
         elif env is not None:
             albedo[floor] = env.lookup(dome_floor_dirs(points[floor])) * scale
@@ -254,6 +230,16 @@ def _sun_camera(pb: Any, client: int, scene: Scene, traj: Trajectories, size: in
     return _Light(view, proj, pm @ vm, vm, size, near, far, 2.0 * texel + 0.004, texel)
 
 
+def pixel_centred(proj: Any, size: int) -> list[float]:
+    """An OpenGL projection (column-major) shifted by half a pixel so that TinyRenderer, which samples at pixel
+    corners, samples the pixel centres of :class:`~vidalign.simulation.geometry.Camera` (without it every
+    object lands half a pixel right of and above its projection, away from the ray-cast backdrop)."""
+    m = [float(v) for v in proj]
+    m[8] += 1.0 / size  # x_ndc −= 1/size: half a pixel left
+    m[9] += 1.0 / size  # y_ndc −= 1/size: half a pixel down
+    return m
+
+
 _PCF = [(a, b) for a in (-1.0, 0.0, 1.0) for b in (-1.0, 0.0, 1.0)]
 _SRGB_LUT = np.round(linear_to_srgb(np.arange(4096) / 4095.0) * 255).astype(np.uint8)
 
@@ -320,7 +306,8 @@ class PyBulletRenderer:
             lut = np.full(int(ids.max(initial=0)) + 1, n, dtype=np.int32)
             lut[ids] = np.arange(n)
             view = pb.computeViewMatrix(list(cam.position), list(cam.target), [0, 0, 1], physicsClientId=client)
-            proj = pb.computeProjectionMatrixFOV(cam.fov_deg, 1.0, cam.near, cam.far, physicsClientId=client)
+            proj = pixel_centred(pb.computeProjectionMatrixFOV(cam.fov_deg, 1.0, cam.near, cam.far,
+                                                               physicsClientId=client), w)
             sun = _sun_camera(pb, client, scene, trajectories, self.shadow_map_size) if self.shadows and n else None
             static = self._static(scene, back, lights, rays, sun)
             for f in range(t):
@@ -359,7 +346,7 @@ class PyBulletRenderer:
         return Rendering(rgb, depth, masks, self.name,
                          {"shadows": self.shadows, "soft_shadows": self.soft_shadows,
                           "ambient_occlusion": self.ambient_occlusion, "shadow_map_size": self.shadow_map_size,
-                          "physics_hz": scene.config.physics_hz, "depth": "distance to the camera centre"})
+                          "physics_hz": scene.config.physics_hz})
 
     @staticmethod
     def _lights(scene: Scene) -> dict[str, Any]:

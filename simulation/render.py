@@ -31,6 +31,9 @@ from vidalign.simulation.assets import MATERIALS, pybullet_data_dir
 from vidalign.simulation.physics import Trajectories
 from vidalign.simulation.scene import Scene, SceneObject
 
+DEPTH_KIND = "distance to the camera centre along each pixel's ray (Kubric's depth, not z-depth)"
+"""What ``Rendering.depth`` holds, for every renderer: said once, in each clip's metadata (``depth.kind``)."""
+
 
 @dataclass(frozen=True)
 class Rendering:
@@ -175,5 +178,5 @@ def _mitsuba_renderer(**options: Any) -> Renderer:
     return MitsubaRenderer(**options)
 
 
-__all__ = ["Rendering", "Renderer", "RENDERERS", "register_renderer", "get_renderer", "render",
+__all__ = ["DEPTH_KIND", "Rendering", "Renderer", "RENDERERS", "register_renderer", "get_renderer", "render",
            "depth_buffer_to_metric", "quiet_stdout", "visual_shape", "add_backdrop"]

@@ -150,3 +150,23 @@ def test_export_groups_configs_like_pisabench(tmp_path):
     build(folder, n=1, split="test_unseen")
     written = export_pisabench(folder, tmp_path / "out", limit=1)
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == ["seen/00", "unseen/00"]
+
+
+def test_photoreal_renderer_threads_follow_the_worker_processes():
+    """With --workers N every worker process renders on one thread (Dr.Jit and OIDN would each start a thread per
+    core in every worker); a one-process build uses all cores; --render-threads overrides both."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from vidalign.datasets_builders.kubric_drop import KubricDropBuilder, worker_threads
+
+    args = KubricDropBuilder.Args(renderer="mitsuba", render_preset="fast", resolution=16, frames=1)
+    assert args.renderer_options() == {"preset": "fast", "threads": None}
+    assert KubricDropBuilder.Args(renderer="kubric", render_threads=4).renderer_options()["threads"] == 4
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:  # as the local executor starts workers
+        assert pool.submit(worker_threads).result() == 1
+        assert pool.submit(worker_threads, 3).result() == 3
+        assert worker_threads() == 1  # the calling process, while its pool lives (it may render tasks too)
+    assert worker_threads() is None
+    with pytest.raises(ConfigError, match="render_threads"):
+        KubricDropBuilder.Args(render_threads=0)

@@ -48,3 +48,18 @@ def test_kubric_renders_a_tiny_scene(tiny_config):
     union = (ren.masks[:, -1] | ref.masks[:, -1]).sum()
     assert union > 0 and inter / union > 0.6
     assert np.nanmedian(np.abs(ren.depth - ref.depth)) < 0.1
+    # the scene model as the other renderers draw it: the default background's map is the backdrop (no wall) …
+    assert scene.background.env_map and not scene.background.has_wall
+    assert np.abs(ren.rgb[0, 2, 32].astype(int) - ref.rgb[0, 2, 32]).max() <= 4
+    # … and a studio wall shows its declared colour (sRGB), evenly lit, at the wall's distance
+    import dataclasses
+
+    from vidalign.simulation.backgrounds import studio_backgrounds
+
+    studio = next(b for b in studio_backgrounds() if b.id == "studio/gray_floor/beige_wall")
+    scene = dataclasses.replace(scene, background=studio)
+    one = dataclasses.replace(traj, positions=traj.positions[:1], orientations=traj.orientations[:1],
+                              linear_velocities=traj.linear_velocities[:1], angular_velocities=traj.angular_velocities[:1])
+    ren, ref = render(scene, one, "kubric", samples_per_pixel=4), render(scene, one, "pybullet")
+    assert np.abs(ren.rgb[0, 2, 32].astype(int) - np.round(np.asarray(studio.wall_rgb) * 255)).max() <= 3
+    assert ren.depth[0, 2, 32] == pytest.approx(ref.depth[0, 2, 32], rel=1e-3)

@@ -98,9 +98,9 @@ def cube_object(obj_path: str, png: str, position=(0.0, 0.0, 0.5), half: float =
 def test_tone_curve_hand_values():
     assert to_srgb8(np.array([0.0, 0.0, 0.0])).tolist() == [0, 0, 0]
     assert to_srgb8(np.array([0.5, 0.5, 0.5])).tolist() == [188, 188, 188]  # 255·(1.055·0.5^(1/2.4) − 0.055)
-    assert to_srgb8(np.array([1.0, 1.0, 1.0])).tolist() == [238] * 3  # roll-off: 0.6 + 0.4(1 − e^−1) = 0.8528
+    assert to_srgb8(np.array([1.0, 1.0, 1.0])).tolist() == [247] * 3  # roll-off: 0.8 + 0.2(1 − e^−1) = 0.9264
     assert to_srgb8(np.array([0.002, 0.002, 0.002])).tolist() == [7] * 3  # linear toe: 12.92 · 0.002
-    assert soft_clip(np.array([0.6]))[0] == pytest.approx(0.6) and soft_clip(np.array([3.0]))[0] < 1.0
+    assert soft_clip(np.array([0.8]))[0] == pytest.approx(0.8) and soft_clip(np.array([3.0]))[0] < 1.0
     out = to_srgb8(np.array([1.5, 0.75, 0.375]))  # hue kept: the roll-off scales all channels alike
     assert out[0] > out[1] > out[2] > 0 and out[0] < 255
 
@@ -228,30 +228,30 @@ def test_textured_mesh_keeps_its_texture_and_uv_orientation(sphere_scene, tmp_pa
 
 @needs_photoreal
 def test_declared_wall_and_floor_colours_appear(sphere_scene, tiny_config):
+    """Declared colours are sRGB display values: a studio wall shows its colour exactly (lit evenly, like a
+    cyclorama), a plain floor its colour within lighting (exposure metered on a fully lit floor at the origin).
+    White, light grey, beige and pale green walls once all rendered as one grey."""
     base = sphere_scene(camera_x=-2.5, config=tiny_config(resolution=64, num_frames=1))
     w = base.camera.resolution
 
     def backdrop(floor_rgb, wall_rgb) -> tuple[np.ndarray, np.ndarray]:
         scene = dataclasses.replace(base, background=Background("test", floor_rgb, wall_rgb), objects=())
-        img = linear(render(scene, static(scene), "mitsuba", preset="fast", exposure=-1.0).rgb[0])
-        return (img[: w // 3, w // 4: 3 * w // 4].reshape(-1, 3).mean(axis=0),
-                img[-w // 5:, w // 4: 3 * w // 4].reshape(-1, 3).mean(axis=0))
+        img = render(scene, static(scene), "mitsuba", preset="fast").rgb[0].astype(float)
+        return (np.median(img[: w // 3, w // 4: 3 * w // 4].reshape(-1, 3), axis=0),
+                np.median(img[-w // 8:, w // 4: 3 * w // 4].reshape(-1, 3), axis=0))
 
     grey = (0.5, 0.5, 0.5)
     walls = {"white": (0.90, 0.90, 0.90), "light gray": (0.72, 0.72, 0.74), "beige": (0.85, 0.80, 0.68),
              "pale green": (0.70, 0.82, 0.68), "pink": (0.70, 0.30, 0.50)}
-    seen = {}
-    for name, wall_rgb in walls.items():  # neutral floor: its bounce light does not tint the wall
-        wall, floor = backdrop(grey, wall_rgb)
-        assert np.abs(chroma(wall) - chroma(wall_rgb)).max() < 0.02, (name, chroma(wall), chroma(wall_rgb))
-        seen[name] = wall
-    # the colours the PyBullet renderer collapsed to one grey stay apart, in the declared brightness order
-    assert seen["white"].mean() > seen["light gray"].mean() * 1.15
-    assert seen["beige"][0] > seen["beige"][1] > seen["beige"][2]
-    assert seen["pale green"][1] > seen["pale green"][0]
+    seen = []
+    for name, wall_rgb in walls.items():
+        wall, _ = backdrop(grey, wall_rgb)
+        np.testing.assert_allclose(wall, np.asarray(wall_rgb) * 255, atol=3, err_msg=name)
+        seen.append(wall)
+    assert min(np.abs(a - b).max() for i, a in enumerate(seen) for b in seen[i + 1:]) > 10
     for floor_rgb in ((0.20, 0.45, 0.20), (0.80, 0.72, 0.58)):  # green, beige floors under a white wall
         _, floor = backdrop(floor_rgb, walls["white"])
-        assert np.abs(chroma(floor) - chroma(floor_rgb)).max() < 0.02, (floor_rgb, chroma(floor))
+        np.testing.assert_allclose(floor, np.asarray(floor_rgb) * 255, rtol=0.12, err_msg=str(floor_rgb))
 
 
 @needs_photoreal
@@ -397,21 +397,46 @@ def test_equirect_convention_and_irradiance():
     assert upward_irradiance(const) == 0.0
 
 
+def test_floor_bands_use_the_pybullet_renderers_mip_levels(sphere_scene, tiny_config):
+    """A tiled floor texture is path traced through the mip level the pybullet renderer samples at each distance
+    (so both renderers filter it alike and 1 spp does not alias it)."""
+    from vidalign.simulation.backgrounds import mip_level
+    from vidalign.simulation.photoreal_scene import floor_bands
+
+    scene = sphere_scene(config=tiny_config(resolution=256))
+    cam, tile, size, levels = scene.camera, 1.5, 512, 10
+    bands = floor_bands(cam, tile, size, levels, -30.0, 6.0)
+    assert bands[0][1] == -30.0 and bands[-1][2] == 6.0
+    assert all(a[2] == b[1] and a[0] < b[0] for a, b in zip(bands, bands[1:]))  # contiguous, coarser with distance
+    # the pybullet renderer's choice per floor pixel: footprint = largest UV step to the next pixel (tiles)
+    rays = cam.pixel_rays()
+    o = np.asarray(cam.position)
+    t = np.where(rays[..., 2] < 0, -o[2] / np.minimum(rays[..., 2], -1e-12), np.inf)
+    points = o + np.where(np.isfinite(t), t, 0)[..., None] * rays
+    uv = points[..., :2] / tile
+    du = np.abs(np.diff(uv, axis=1, append=uv[:, -1:])).max(axis=-1)
+    dv = np.abs(np.diff(uv, axis=0, append=uv[-1:])).max(axis=-1)
+    floor = np.isfinite(t) & (points[..., 0] < 6.0)
+    floor[-1] = False  # no next row to difference with
+    want = mip_level(np.maximum(du, dv), size, levels)[floor]
+    x = points[..., 0][floor]
+    got = np.zeros_like(want)
+    for level, x0, x1 in bands:
+        got[(x >= x0) & (x < x1)] = level
+    assert np.mean(got == want) > 0.95 and np.abs(got - want).max() <= 1  # they differ only at band edges
+
+
 @needs_photoreal
-def test_env_images_load_linear(tmp_path):
-    from vidalign.errors import InputError
+def test_a_textured_object_shows_its_texture_times_its_colour(tmp_path):
+    from vidalign.simulation.backgrounds import srgb_to_linear
     from vidalign.simulation.photoreal import load_mitsuba
-    from vidalign.simulation.photoreal_scene import load_linear_image
+    from vidalign.simulation.photoreal_scene import linear_rgb, read_texture, texture_dict
 
     mi, _, _ = load_mitsuba()
-    hdr = np.zeros((4, 8, 3), np.float32)
-    hdr[0] = 12.5  # HDR sky values survive (EXR is linear)
-    mi.Bitmap(hdr).write(str(tmp_path / "sky.exr"))
-    got = load_linear_image(mi, str(tmp_path / "sky.exr"), "Background.env_map", "env_map")
-    np.testing.assert_allclose(got, hdr, rtol=1e-3)
-    Image.fromarray(np.full((4, 8, 3), 188, np.uint8)).save(tmp_path / "sky.png")  # sRGB 188 ≈ linear 0.5
-    got = load_linear_image(mi, str(tmp_path / "sky.png"), "Background.env_map", "env_map")
-    np.testing.assert_allclose(got, 0.5, atol=0.005)
-    (tmp_path / "bad.png").write_bytes(b"not an image")
-    with pytest.raises(InputError, match="env_map"):
-        load_linear_image(mi, str(tmp_path / "bad.png"), "Background.env_map", "env_map")
+    _, png = write_textured_cube(tmp_path)
+    plain = texture_dict(mi, png)  # white: as stored (decoded by Pillow, not Mitsuba's libpng)
+    np.testing.assert_allclose(np.array(plain["bitmap"]), read_texture(png)) and plain["raw"]
+    tinted = texture_dict(mi, png, linear_rgb((1.0, 0.5, 0.25)))
+    want = read_texture(png) * srgb_to_linear(np.array([1.0, 0.5, 0.25]))
+    np.testing.assert_allclose(np.array(tinted["bitmap"]), want, rtol=1e-6)
+    assert tinted["raw"] and read_texture(png)[0, 0] == pytest.approx(srgb_to_linear(np.array([200, 40, 40]) / 255))

@@ -87,13 +87,18 @@ def test_prompt_style():
 
 def test_split_is_kubrics_get_test_split():
     catalog = load_catalog()
-    for source in ("builtin/procedural", "builtin/object"):
-        keys = sorted(a.key for a in catalog.assets if a.source == source)
+    published = {"builtin/procedural": [f"{i:03d}" for i in range(1000)],  # every random_urdfs mesh shipped …
+                 "builtin/object": sorted(a.key for a in catalog.assets if a.source == "builtin/object")}
+    for source, keys in published.items():
         # kubric/assets/asset_source.py: rng = default_rng(42); rng.choice(ids, int(round(n * 0.1)), replace=False)
         expected = set(np.random.default_rng(42).choice(keys, size=int(round(len(keys) * 0.1)), replace=False))
-        assert {a.key for a in catalog.assets if a.source == source and a.split == "unseen"} == expected
         assert holdout(keys) == expected
-    assert sum(a.split == "unseen" for a in catalog.assets if a.source == "builtin/procedural") == 100
+        # … split as published; the unusable ones (NaN vertices) are left out afterwards, the rest keep their split
+        left_out = {k for k in keys if f"pybullet_data/random_{k}" in catalog.excluded}
+        assert {a.key for a in catalog.assets if a.source == source and a.split == "unseen"} == expected - left_out
+        assert {a.key for a in catalog.assets if a.source == source} == set(keys) - left_out
+    assert catalog.excluded == ("pybullet_data/random_168",)  # random_urdfs/168/168.obj: "v nan nan nan"
+    assert sum(a.split == "unseen" for a in catalog.assets if a.source == "builtin/procedural") == 99
     bg = collections.Counter(b.split for b in catalog.backgrounds)
     assert bg["seen"] > 0 and bg["unseen"] == round(0.1 * len(catalog.backgrounds))
     load_catalog.cache_clear()
@@ -133,3 +138,30 @@ def test_bare_obj_folder_plugs_in(tmp_path, tiny_config):
     assert scene.objects[0].mesh_ref == "asset_dir/Red_Mug_01/mug.obj"
     assert scene.objects[0].volume == pytest.approx(0.008)  # native scale, metres
     assert scene.objects[0].mass == pytest.approx(0.008 * 1.0)  # Kubric's mass = volume × 1.0
+
+
+def test_meshes_with_non_finite_vertices_are_left_out(tmp_path, monkeypatch):
+    from vidalign.errors import InputError
+    from vidalign.simulation.meshes import read_obj
+
+    monkeypatch.setenv("VIDALIGN_CACHE", str(tmp_path / "cache"))
+    cube = ["v -.1 -.1 -.1", "v .1 -.1 -.1", "v .1 .1 -.1", "v -.1 .1 -.1", "v -.1 -.1 .1", "v .1 -.1 .1",
+            "v .1 .1 .1", "v -.1 .1 .1", "f 1 4 3 2", "f 5 6 7 8", "f 1 2 6 5", "f 2 3 7 6", "f 3 4 8 7", "f 4 1 5 8"]
+    keys = [f"toy_{i:02d}" for i in range(20)]
+    for k in keys:
+        lines = list(cube)
+        if k in ("toy_03", "toy_11"):  # as pybullet_data's random_urdfs/168: some vertices are NaN or inf
+            lines[2] = "v nan nan nan" if k == "toy_03" else "v 0.1 -inf 0.2"
+        (tmp_path / "meshes").mkdir(exist_ok=True)
+        (tmp_path / "meshes" / f"{k}.obj").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="non-finite"):  # read directly: a one-line error naming the file
+        read_obj(str(tmp_path / "meshes" / "toy_03.obj"))
+    unseen = holdout(keys)  # the authors' split over all 20 published meshes
+    for _ in range(2):  # the second load answers from the cached check
+        load_catalog.cache_clear()
+        catalog = load_catalog(str(tmp_path / "meshes"), False)
+        assert catalog.excluded == ("user/toy_03", "user/toy_11")
+        assert [a.key for a in catalog.assets] == [k for k in keys if k not in ("toy_03", "toy_11")]
+        assert {a.key for a in catalog.assets if a.split == "unseen"} == unseen - {"toy_03", "toy_11"}
+    assert len(list((tmp_path / "cache" / "mesh_checks").iterdir())) == 1
+    load_catalog.cache_clear()
