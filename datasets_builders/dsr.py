@@ -236,6 +236,7 @@ class DsrPromptsBuilder(Builder):
     """``dsr-prompts``: a seeded, type-balanced DSR prompt set (config ``prompts``), or an authors' CSV converted."""
 
     name = "dsr-prompts"
+    input_args = ("from_csv",)
     description = ("SpatialAlign dynamic-spatial-relation prompts: \"{scene}, a {animal} is {initial} a {object}, "
                    "then the {animal} {verb} {final} the {object}.\", balanced across relation types.")
     tags = ["spatialalign", "dsr", "prompts", "text-to-video"]
@@ -322,22 +323,19 @@ def read_track_records(path: str | Path, on_error: str = "raise") -> tuple[list[
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "tracks file not found", "pass the tracks JSONL of the candidates")
+    from vidalign.inputs import parse_json, read_text
+
     tracks, rejected = [], []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(where, None, f"not valid JSON ({exc.msg})", "write one object per line") from None
-                tracks.append(parse_track(record, where))
-            except InputError as exc:
-                if on_error != "skip":
-                    raise
-                rejected.append({"input": exc.source, "reason": exc.reason})
+    for lineno, line in enumerate(read_text(path, "tracks file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            tracks.append(parse_track(parse_json(line, path, lineno), where))
+        except InputError as exc:
+            if on_error != "skip":
+                raise
+            rejected.append({"input": exc.source, "reason": exc.reason})
     return tracks, rejected
 
 
@@ -346,6 +344,7 @@ class DsrPairsBuilder(Builder):
     """``dsr-pairs``: candidates + tracks → DSR-Score → winners/losers → ``groups`` and ``pairs`` configs."""
 
     name = "dsr-pairs"
+    input_args = ("candidates", "tracks", "prompts")
     description = ("SpatialAlign preference data: every candidate video of a DSR prompt scored with DSR-Score "
                    "from its detection tracks; winners (DSR ≥ threshold) and losers per prompt, as whole groups "
                    "(config `groups`, for drawing a fresh pair each step) and as materialised pairs (`pairs`).")

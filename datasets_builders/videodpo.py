@@ -296,6 +296,7 @@ class VideoDpoImportBuilder(Builder):
     """``videodpo-import`` (run by ``vidalign import videodpo``): the released layout → a ``pairs`` config."""
 
     name = "videodpo-import"
+    input_args = ("source",)
     description = ("Preference pairs imported from a VideoDPO dataset folder (metadata.json + pair.json + "
                    "winvideos/ + losevideos/); the original entries are kept so `vidalign export videodpo` "
                    "writes them back.")

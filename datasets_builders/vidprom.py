@@ -289,6 +289,7 @@ class VidpromPromptsBuilder(Builder):
     """``vidprom-prompts``: VidProM prompts, sampled and filtered, as a ``prompts`` config for ``vidalign generate``."""
 
     name = "vidprom-prompts"
+    input_args = ("source",)
     description = ("Text-to-video prompts from VidProM (or any table in its schema), as VideoDPO used them: the "
                    "first N rows by default, with optional seeded sampling, dedupe, length, language and NSFW filters.")
     license = "cc-by-nc-4.0"
@@ -378,6 +379,7 @@ class VidpromPairsBuilder(Builder):
     """``vidprom-pairs``: candidates + VBench results → OmniScore → weighted (winner, loser) pairs (config ``pairs``)."""
 
     name = "vidprom-pairs"
+    input_args = ("candidates", "vbench")
     description = ("VideoDPO preference pairs: each prompt's candidate videos scored with OmniScore (seven VBench "
                    "dimensions), paired best vs worst by default, with the pair weight of the paper's "
                    "re-weighting stored per pair.")

@@ -198,18 +198,9 @@ def read_tracks(path: str | Path) -> list[Track]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "tracks file not found", "write it with `vidalign track` or pass its path")
-    tracks = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{lineno}", None, f"not valid JSON ({exc.msg} at column {exc.colno})",
-                                 "write one JSON object per line") from None
-            tracks.append(parse_track(record, f"{path}:{lineno}"))
-    return tracks
+    from vidalign.inputs import iter_jsonl
+
+    return [parse_track(record, where) for where, record in iter_jsonl(path, "tracks file")]
 
 
 def write_tracks(path: str | Path, tracks: Iterable[Track]) -> Path:

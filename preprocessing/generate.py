@@ -284,6 +284,7 @@ def read_prompts(source: str, config: str = "prompts", split: str = "train", lim
 @register_builder
 class CandidatesBuilder(Builder):
     name = "candidates"
+    input_args = ("prompts",)
     description = ("Candidate videos from a diffusers text-to-video pipeline: N per prompt, each with its seed, "
                    "the prompt's fields and the generation settings in its json.")
     tags = ["text-to-video", "candidates", "generated"]

@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from vidalign.errors import ConfigError, InputError, VidalignError, require
-from vidalign.storage import is_remote
 from vidalign.format import (
     DEFAULT_SHARD_MB,
     PARQUET,
@@ -61,6 +60,7 @@ from vidalign.format import (
     sample_key,
     shard_relpath,
 )
+from vidalign.storage import is_remote
 
 # Builders shipped with vidalign: name -> module that registers it (imported on first use, so that
 # `vidalign build kubric-drop` never imports torch-heavy modules of other builders).

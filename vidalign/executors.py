@@ -15,8 +15,8 @@ from __future__ import annotations
 import collections
 import multiprocessing as mp
 import os
-import sys
 import queue as queue_mod
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator

@@ -146,17 +146,21 @@ def _finite_float(text: str) -> float:
 
 
 # -- JSON, JSONL, YAML, CSV ----------------------------------------------------------------------------------------
-def parse_json(text: str, source: str | os.PathLike, line_offset: int = 0) -> Any:
-    """Strict JSON: no NaN/Infinity, no number that overflows to infinity; errors name line and column."""
+def parse_json(text: str, source: str | os.PathLike, line: int | None = None) -> Any:
+    """Strict JSON: no NaN/Infinity, no number that overflows to infinity; errors name the line (``line``: the
+    text is that one line of ``source``, as in JSONL) and column."""
+    where = f"{source}:{line}" if line is not None else str(source)
     try:
         return json.loads(text, parse_constant=_bad_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
-        where = f"{source}:{exc.lineno + line_offset}" + (f":{exc.colno}" if not line_offset else "")
-        raise InputError(where, None, f"not valid JSON ({exc.msg})", "fix the JSON syntax") from None
+        if line is None:
+            where = f"{source}:{exc.lineno}"
+        raise InputError(where, None, f"not valid JSON ({exc.msg} at column {exc.colno})",
+                         "fix the JSON syntax") from None
     except ValueError as exc:  # a non-finite constant or float
-        raise InputError(source, None, str(exc), "write a finite number or null") from None
+        raise InputError(where, None, str(exc), "write a finite number or null") from None
     except RecursionError:
-        raise InputError(source, None, "JSON nested too deeply", "flatten the structure") from None
+        raise InputError(where, None, "JSON nested too deeply", "flatten the structure") from None
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file", root: str | os.PathLike | None = None) -> Any:
@@ -170,16 +174,7 @@ def iter_jsonl(path: str | os.PathLike, what: str = "JSONL file",
     p = inside(path, root, what)
     for n, line in enumerate(read_text(p, what).splitlines(), start=1):
         if line.strip():
-            where = f"{p}:{n}"
-            try:
-                yield where, json.loads(line, parse_constant=_bad_constant, parse_float=_finite_float)
-            except json.JSONDecodeError as exc:
-                raise InputError(where, None, f"not valid JSON ({exc.msg} at column {exc.colno})",
-                                 "write one JSON object per line") from None
-            except ValueError as exc:
-                raise InputError(where, None, str(exc), "write a finite number or null") from None
-            except RecursionError:
-                raise InputError(where, None, "JSON nested too deeply", "flatten the record") from None
+            yield f"{p}:{n}", parse_json(line, p, n)
 
 
 def parse_yaml(text: str, source: str | os.PathLike, finite: bool = True) -> Any:
@@ -336,13 +331,29 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
 
 
 def fingerprint(path: str | os.PathLike) -> str:
-    """Content hash of an input: a file's sha256, or for a folder the sha256 of its files' relative paths and
-    sha256s (symlinks followed only inside it)."""
+    """Content hash of an input: a file's sha256; a vidalign dataset folder's shard checksums (its manifest, which
+    ``verify`` ties to the bytes); any other folder's files (relative paths and sha256s; symlinks followed only
+    inside it); a glob's matching files."""
+    import glob as _glob
+
     p = Path(path)
     if not p.exists():
-        return "missing"
+        matches = sorted(_glob.glob(str(path))) if any(c in str(path) for c in "*?[") else []
+        if not matches:
+            return "missing"
+        h = hashlib.sha256()
+        for m in matches:
+            h.update(f"{m}\0{fingerprint(m)}\0".encode())
+        return "glob:" + h.hexdigest()
     if p.is_file():
         return file_sha256(p)
+    if (p / "manifest.json").is_file():
+        try:
+            m = json.loads((p / "manifest.json").read_bytes())
+            shas = sorted((rel, rec["sha256"]) for e in m["configs"].values() for rel, rec in e["shards"].items())
+            return "dataset:" + hashlib.sha256(json.dumps(shas).encode()).hexdigest()
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
     h = hashlib.sha256()
     for f in sorted(p.rglob("*")):
         if f.is_file():

@@ -24,15 +24,15 @@ import numpy as np
 
 from vidalign import features as feats
 from vidalign.errors import VidalignError
-from vidalign.storage import attempt_token, write_error
 from vidalign.format import (
     BYTES_EXTENSIONS,
     KEY_COLUMN,
     MEMBER_RE,
-    tmp_name,
     check_safe_member,
     member_extension,
+    tmp_name,
 )
+from vidalign.storage import attempt_token, write_error
 
 ROW_GROUP_BYTES = 64 << 20  # a row group is cut at this size (estimated) ...
 ROW_GROUP_ROWS = 100_000  # ... or this many rows (the Hub viewer reads whole row groups: keep them small)

@@ -16,7 +16,6 @@ Reliability contract (see also :mod:`vidalign.lock`, :mod:`vidalign.storage` and
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import tempfile
 import threading

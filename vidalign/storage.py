@@ -52,6 +52,22 @@ def write_error(exc: OSError, path: str | os.PathLike, what: str = "file") -> Vi
     return VidalignError(f"{path}: cannot write this {what} ({exc.strerror or exc}); check the disk and the path")
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError that reached the command line: what failed, where, and what to do."""
+    where = exc.filename or "a file"
+    if no_space(exc):
+        return str(write_error(exc, where))
+    if isinstance(exc, (ConnectionError, TimeoutError)) or exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH,
+                                                                         errno.ECONNREFUSED, errno.ETIMEDOUT):
+        return (f"network error ({exc.strerror or exc}); check the connection (offline? a proxy?) and retry "
+                "— finished work is kept")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{where}: permission denied ({exc.strerror}); choose a path you can write, or fix its permissions"
+    if exc.errno == errno.ENOENT:
+        return f"{where}: no such file or folder; check the path"
+    return f"{where}: {exc.strerror or exc}; check the path and the disk"
+
+
 def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
