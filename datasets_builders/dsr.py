@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -331,7 +330,7 @@ def read_track_records(path: str | Path, on_error: str = "raise") -> tuple[list[
             continue
         where = f"{path}:{lineno}"
         try:
-            tracks.append(parse_track(parse_json(line, path, lineno), where))
+            tracks.append(parse_track(parse_json(line, path, lineno, finite=False), where))
         except InputError as exc:
             if on_error != "skip":
                 raise

@@ -18,7 +18,6 @@ object/background split are also top-level columns (:data:`COLUMNS`); the trajec
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal

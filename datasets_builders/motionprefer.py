@@ -25,7 +25,6 @@ files are found by their rule (:func:`token_paths`); the ``trl`` config needs on
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -573,39 +572,33 @@ class JudgedPairsBuilder(_MotionPairs):
 
     def make_plan(self) -> PairPlan:
         prompts, errors = read_candidates(self.args.candidates, self.args.sub_task)
-        errors += self._preflight(prompts)
+        self._preflight(prompts)
         tr, ev = split_indices(len(prompts), self.args.split_seed, self.args.eval_fraction)
         return PairPlan([prompts[i] for i in tr] + [prompts[i] for i in ev], len(tr), errors)
 
-    def _preflight(self, prompts: list) -> list[InputError]:
-        """Every cheap check before the first judge call (which costs money): each candidate's features file
-        exists and is a valid array, its token file exists when the trl config is built, the normalisation
-        files load. A candidate that fails is refused here (``--on-error raise``) or left out of judging."""
+    def _preflight(self, prompts: list) -> None:
+        """Every cheap check before the first judge call (which costs money): each candidate's features load
+        (shape, length, finite values), its token file exists when the trl config is built, the normalisation
+        files load. Under ``--on-error raise`` the first failure stops the build here; under ``skip`` the
+        candidate is rejected without being judged."""
         a = self.args
         self._bad: dict[tuple[str, int], InputError] = {}
         for f in (a.mean, a.std):
             if f is not None:
                 load_npy(f)
-        errors = []
         for cp in prompts:
             base = Path(cp.source).parent
             for k, cand in enumerate(cp.candidates):
                 try:
-                    path = resolve(cand["features"], base)
-                    if not path.is_file():
-                        raise InputError(path, "features", "file not found",
-                                         "check the path (relative paths start at the candidates file's folder)")
-                    with open(path, "rb") as fh:
-                        from vidalign.inputs import npy_header
-
-                        npy_header(fh, str(path), os.path.getsize(path))
+                    load_features(resolve(cand["features"], base), a.min_frames, a.max_frames)
                     if a.trl and load_tokens(cand["features"], base, cand.get("tokens"), a.codebook_size) is None:
-                        raise InputError(path, "tokens", f"candidate {k} of prompt {cp.id!r} has no MotionGPT token "
-                                         "file (<stem>_token.npy)", "tokenise the motions first, or build with --no-trl")
+                        raise InputError(resolve(cand["features"], base), "tokens", f"candidate {k} of prompt "
+                                         f"{cp.id!r} has no MotionGPT token file (<stem>_token.npy)",
+                                         "tokenise the motions first, or build with --no-trl")
                 except InputError as exc:
+                    if self.on_error == "raise":
+                        raise
                     self._bad[(cp.id, k)] = exc
-                    errors.append(exc)
-        return errors
 
     def inputs(self) -> dict:
         out = {"candidates": Path(self.args.candidates)}

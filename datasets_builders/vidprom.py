@@ -76,8 +76,10 @@ def read_prompt_table(source: str, split: str = "train"):
             if suffix == ".jsonl":
                 return pd.read_json(path, lines=True, dtype=False)
             if suffix == ".json":
-                return pd.DataFrame(json_prompt_rows(json.loads(path.read_text(encoding="utf-8")), path))
-        except (ValueError, UnicodeDecodeError, OSError) as exc:
+                from vidalign.inputs import read_json
+
+                return pd.DataFrame(json_prompt_rows(read_json(path, "prompt file"), path))
+        except (ValueError, UnicodeDecodeError, OSError, MemoryError) as exc:
             if isinstance(exc, InputError):
                 raise
             raise InputError(path, None, f"cannot be read as {suffix[1:]} ({type(exc).__name__}: {exc})",

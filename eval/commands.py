@@ -146,7 +146,6 @@ def _fmt(v: float | None, width: int = 8) -> str:
 def cmd_pisa(args) -> int:
     from vidalign.eval.pisa import evaluate, read_clips
     from vidalign.eval.pisa_config import evaluate_config, read_metrics_config, results_line, results_text
-
     from vidalign.inputs import finite_option
 
     finite_option(args.gt_fps, "--gt-fps", positive=True)
@@ -259,7 +258,6 @@ def video_seed(name: str, source) -> int:
 def cmd_dsr(args) -> int:
     from vidalign.eval.dsr_prompts_csv import prompts_by_id, read_prompts_csv
     from vidalign.eval.dsr_score import THRESHOLDS, acc_at, score_tracks
-
     from vidalign.inputs import finite_option
 
     finite_option(args.threshold, "--threshold")
@@ -464,12 +462,6 @@ def cmd_track(args) -> int:
 
     finite_option(args.box_threshold, "--box-threshold", minimum=0)
     finite_option(args.text_threshold, "--text-threshold", minimum=0)
-    out = Path(args.out)
-    if out.is_dir():
-        raise VidalignError(f"--out {out} is a folder; give the tracks JSONL file to write")
-    if out.exists() and not (args.resume or args.overwrite):
-        raise VidalignError(f"{out} exists; pass --resume to keep its tracks and track the other videos, or "
-                            "--overwrite to start again")
     prompts = prompts_by_id(read_prompts_csv(args.prompts))
     videos = list_videos(args.videos)
     jobs, skipped = [], []
@@ -485,6 +477,12 @@ def cmd_track(args) -> int:
             skipped.append({"video": v.name, "reason": str(exc)})
             continue
         jobs.append((v, prompts[pid]))
+    out = Path(args.out)
+    if out.is_dir():
+        raise VidalignError(f"--out {out} is a folder; give the tracks JSONL file to write")
+    if out.exists() and not (args.resume or args.overwrite):
+        raise VidalignError(f"{out} exists; pass --resume to keep its tracks and track the other videos, or "
+                            "--overwrite to start again")
     done = _done_tracks(out) if out.exists() and args.resume else set()
     todo = [(v, p) for v, p in jobs if v.name not in done]
     tracked = rejected = 0

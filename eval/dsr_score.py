@@ -200,7 +200,7 @@ def read_tracks(path: str | Path) -> list[Track]:
         raise InputError(path, None, "tracks file not found", "write it with `vidalign track` or pass its path")
     from vidalign.inputs import iter_jsonl
 
-    return [parse_track(record, where) for where, record in iter_jsonl(path, "tracks file")]
+    return [parse_track(record, where) for where, record in iter_jsonl(path, "tracks file", finite=False)]
 
 
 def write_tracks(path: str | Path, tracks: Iterable[Track]) -> Path:

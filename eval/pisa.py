@@ -23,10 +23,8 @@ names.
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import tarfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from vidalign.errors import InputError, VidalignError
-from vidalign.format import DATA_DIR, safe_member_path, split_member
+from vidalign.format import DATA_DIR
 
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 METRICS = ("l2", "chamfer", "iou")

@@ -9,7 +9,6 @@ that raises, and appends the NaN-means to a results text file. :func:`evaluate_c
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass

@@ -146,11 +146,14 @@ def _finite_float(text: str) -> float:
 
 
 # -- JSON, JSONL, YAML, CSV ----------------------------------------------------------------------------------------
-def parse_json(text: str, source: str | os.PathLike, line: int | None = None) -> Any:
-    """Strict JSON: no NaN/Infinity, no number that overflows to infinity; errors name the line (``line``: the
-    text is that one line of ``source``, as in JSONL) and column."""
+def parse_json(text: str, source: str | os.PathLike, line: int | None = None, finite: bool = True) -> Any:
+    """Strict JSON: no NaN/Infinity, no number that overflows to infinity (``finite=False`` lets them through,
+    for files whose readers check values one by one); errors name the line (``line``: the text is that one line
+    of ``source``, as in JSONL) and column."""
     where = f"{source}:{line}" if line is not None else str(source)
     try:
+        if not finite:
+            return json.loads(text)
         return json.loads(text, parse_constant=_bad_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         if line is None:
@@ -163,18 +166,19 @@ def parse_json(text: str, source: str | os.PathLike, line: int | None = None) ->
         raise InputError(where, None, "JSON nested too deeply", "flatten the structure") from None
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file", root: str | os.PathLike | None = None) -> Any:
+def read_json(path: str | os.PathLike, what: str = "JSON file", root: str | os.PathLike | None = None,
+              finite: bool = True) -> Any:
     p = inside(path, root, what)
-    return parse_json(read_text(p, what), p)
+    return parse_json(read_text(p, what), p, finite=finite)
 
 
-def iter_jsonl(path: str | os.PathLike, what: str = "JSONL file",
-               root: str | os.PathLike | None = None) -> Iterator[tuple[str, Any]]:
+def iter_jsonl(path: str | os.PathLike, what: str = "JSONL file", root: str | os.PathLike | None = None,
+               finite: bool = True) -> Iterator[tuple[str, Any]]:
     """``(where, value)`` per non-blank line, ``where`` = ``<file>:<line>``; a bad line raises naming it."""
     p = inside(path, root, what)
     for n, line in enumerate(read_text(p, what).splitlines(), start=1):
         if line.strip():
-            yield f"{p}:{n}", parse_json(line, p, n)
+            yield f"{p}:{n}", parse_json(line, p, n, finite)
 
 
 def parse_yaml(text: str, source: str | os.PathLike, finite: bool = True) -> Any:

@@ -507,6 +507,24 @@ class _Peekable:
         return io.BytesIO(self.read())
 
 
+def find_bad_member(paths: list, decode: bool = True) -> VidalignError | None:
+    """The first problem a careful read of ``paths`` finds — a member that does not decode within the readers'
+    limits, a duplicate key (within a shard, or across shards) — as an error naming shard, key and member; None
+    when every sample reads. Used to explain a failure inside another library (``datasets``)."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        try:
+            for sample in iter_shard_samples(path, decode=decode, source=str(path)):
+                key = sample["__key__"]
+                if key in seen:
+                    return VidalignError(f"{path}: sample key {key!r} also appears in {seen[key]}; keys must be "
+                                         "unique across a dataset: rebuild one of the shards")
+                seen[key] = str(path)
+        except VidalignError as exc:
+            return exc
+    return None
+
+
 def open_writer(root: str | os.PathLike, relpath: str, layout: Layout | None = None, summarize: bool = True,
                 fsync: bool = False):
     """The writer for a shard path: :class:`ShardWriter` (``.tar``) or
