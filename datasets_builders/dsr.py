@@ -335,6 +335,8 @@ def read_track_records(path: str | Path, on_error: str = "raise") -> tuple[list[
             if on_error != "skip":
                 raise
             rejected.append({"input": exc.source, "reason": exc.reason})
+    if not tracks and not rejected:
+        raise InputError(path, None, "holds no tracks", "write them with `vidalign track` first")
     return tracks, rejected
 
 
@@ -403,13 +405,14 @@ class DsrPairsBuilder(Builder):
         def refuse(exc: InputError) -> None:
             rejected.append(dataclasses.asdict(self.reject(exc)))
 
+        # the small files first: a bad tracks file or prompt CSV fails before the candidate shards are scanned
+        table = prompts_by_id(read_prompts_csv(a.prompts)) if a.prompts else {}
+        tracks, bad_tracks = read_track_records(a.tracks, self.on_error)
         index = CandidateIndex.scan(candidate_shards(a.candidates, a.candidates_config, a.candidates_split),
                                     self.on_error)
         rejected += index.rejected
         if not len(index):
             raise InputError(a.candidates, None, "no candidates found", "generate candidates first")
-        table = prompts_by_id(read_prompts_csv(a.prompts)) if a.prompts else {}
-        tracks, bad_tracks = read_track_records(a.tracks, self.on_error)
         rejected += bad_tracks
         track_of: dict[tuple[str, int], Track] = {}
         for t in tracks:

@@ -298,7 +298,8 @@ class _MotionPairs(Builder):
             raise p.errors[0]
         n_train, n_eval = p.n_train + len(p.errors), len(p.entries) - p.n_train
         if n_train + n_eval == 0:
-            raise VidalignError(f"builder {self.name!r}: no usable rows in the input (all skipped?)")
+            raise VidalignError(f"{', '.join(map(str, self.input_files()))}: no usable rows (empty, or every row "
+                                "skipped); check the file")
         jobs = []
         for config in (["default", "trl"] if self.args.trl else ["default"]):
             if n_train:
@@ -306,6 +307,10 @@ class _MotionPairs(Builder):
             if n_eval:
                 jobs += self.split_range(config, "eval", n_eval, offset=n_train)
         return jobs
+
+    def input_files(self) -> list[str]:
+        a = self.args
+        return list(getattr(a, "jsonl", None) or [getattr(a, "candidates", "input")])
 
     def pair_members(self, config: str, meta: dict, chosen: np.ndarray, rejected: np.ndarray,
                      codes: tuple[list[int] | None, list[int] | None], extra: dict | None = None) -> dict:

@@ -126,9 +126,14 @@ def write_json(path: Path | None, data: dict) -> None:
     """Results JSON with NaN as null; nothing when ``path`` is None."""
     if path is None:
         return
+    from vidalign.storage import write_error
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(data), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_clean(data), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise write_error(exc, path, "results file") from None
     print(f"wrote {path}")
 
 
@@ -170,10 +175,15 @@ def cmd_pisa(args) -> int:
         print(f"{len(result['dropped'])} video(s) dropped, as the authors' eval.py drops them (listed above); "
               "the means are over the scored videos")
     if args.config is not None and args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("w", encoding="utf-8") as fh:
-            for row in result["videos"]:
-                fh.write(json.dumps(_clean(results_line(row)), allow_nan=False) + "\n")
+        from vidalign.storage import write_error
+
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with args.out.open("w", encoding="utf-8") as fh:
+                for row in result["videos"]:
+                    fh.write(json.dumps(_clean(results_line(row)), allow_nan=False) + "\n")
+        except OSError as exc:
+            raise write_error(exc, args.out, "results file") from None
         print(f"wrote {args.out}")
     else:
         write_json(args.out, result)
@@ -265,6 +275,8 @@ def cmd_dsr(args) -> int:
         raise VidalignError(f"--min-frames={args.min_frames} is too small; the score uses the first and last 3 frames")
     prompts = prompts_by_id(read_prompts_csv(args.prompts))
     tracks = _load_tracks(args.tracks, args.allow_pickle, list(prompts))
+    if not tracks:
+        raise InputError(args.tracks, None, "holds no tracks", "write them with `vidalign track` first")
     seeds = parse_seeds(args.seeds)
     if seeds is not None:
         kept = [t for t in tracks if video_seed(t.video, args.tracks) in seeds]

@@ -214,6 +214,15 @@ def write_tracks(path: str | Path, tracks: Iterable[Track]) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- pickles
+MAX_PICKLE_BYTES = 1 << 30  # a track pickle holds boxes (and masks): far less than a GiB
+
+
+def _read_pickle(path: Path) -> bytes:
+    from vidalign.inputs import read_bytes
+
+    return read_bytes(path, "track pickle", max_bytes=MAX_PICKLE_BYTES)
+
+
 def track_from_pickle(path: str | Path, video: str, prompt_id: str, *, allow_pickle: bool = False) -> Track:
     """Convert an authors' track pickle to a :class:`Track`: a list of ``[frame_index, labels, xyxy]``, with a
     fourth element (the masks ``[2, H, W]``) for B/F prompt types, as ``detection.py`` writes them (any pickle
@@ -228,7 +237,7 @@ def track_from_pickle(path: str | Path, video: str, prompt_id: str, *, allow_pic
                             "(CLI: --allow-pickle) only for files you trust, or convert them to tracks JSONL")
     if not path.is_file():
         raise InputError(path, None, "track pickle not found", "pass an existing .pkl file")
-    obj = restricted_load(path.read_bytes(), str(path))
+    obj = restricted_load(_read_pickle(path), str(path))
     if not isinstance(obj, (list, tuple)):
         raise InputError(path, None, f"expected a list of (frame_index, labels, xyxy), got {type(obj).__name__}",
                          "pass the detection pickles the authors' run_detection.sh wrote")

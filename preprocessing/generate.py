@@ -9,7 +9,6 @@ Wan2.1-T2V-1.3B, 81 frames, 480×832, 16 fps, 50 steps, guidance 5, flow shift 5
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import inspect
 import json
@@ -112,7 +111,6 @@ def iter_prompt_file(path: str | Path) -> Iterator[PromptRecord]:
     """Prompts of a CSV (DSR schema: ``prompt_id``, ``prompt``, ...), JSONL (``{"prompt": ...}``), JSON (a list,
     ``{"prompts": [...]}`` or VideoDPO's ``{"000000.mp4": prompt}``) or txt file (one prompt a line, ids
     ``000000``, ``000001``, ... as VideoDPO names the videos)."""
-    import io
 
     from vidalign.inputs import read_text
 
@@ -121,13 +119,13 @@ def iter_prompt_file(path: str | Path) -> Iterator[PromptRecord]:
     suffix = path.suffix.lower()
     text = read_text(path, "prompt file") if suffix in (".csv", ".json", ".jsonl", ".txt") else ""
     if suffix == ".csv":
-        with io.StringIO(text, newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "prompt" not in reader.fieldnames:
-                raise InputError(src, "prompt", f"CSV columns are {reader.fieldnames}",
-                                 "add a 'prompt' column (and 'prompt_id')")
-            for i, row in enumerate(reader):
-                yield _record(src, row, i)
+        from vidalign.inputs import read_csv
+
+        header, rows = read_csv(path, "prompt file")
+        if "prompt" not in header:
+            raise InputError(src, "prompt", f"CSV columns are {header}", "add a 'prompt' column (and 'prompt_id')")
+        for i, (_, row) in enumerate(rows):
+            yield _record(src, row, i)
     elif suffix == ".json" and (whole := _whole_json(text, src)) is not None:
         # a JSON document: a list, {"prompts": [...]}, or VideoDPO's {"000000.mp4": prompt} (ids 000000, ...)
         from vidalign.datasets_builders.vidprom import json_prompt_rows
