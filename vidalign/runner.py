@@ -155,12 +155,15 @@ def _run_locked(cls, builder: Builder, args: dict, builder_opts: dict, opts: Bui
     mine = jobs[opts.shard_index::opts.num_shards] if sliced else jobs
     mine_paths = {j.relpath for j in mine}
     manifest_name = mf.part_name(opts.shard_index, opts.num_shards) if sliced else MANIFEST_NAME
+    only = mine_paths if sliced else None
     if sliced:
         manifest = mf.read_json(manifest_name, "manifest part", store) if store.exists(manifest_name) \
             else mf.empty_manifest()
         mf.check_manifest(manifest, store.display(manifest_name))
     else:
         manifest = mf.load(store, missing_ok=True, journal=False)
+    # what a killed run finished is in the journal: it counts when deciding what changed
+    mf.apply_journal(store, manifest, None, only)
 
     args_json = builder.args_dict()
     out_args = output_args(cls, args_json)
@@ -220,7 +223,6 @@ def _run_locked(cls, builder: Builder, args: dict, builder_opts: dict, opts: Bui
                 entry["command"] = command
     configs = set(splits)
     # fold the journal of a killed run in, under the lock (only this slice's shards when sliced)
-    only = mine_paths if sliced else None
     applied = mf.apply_journal(store, manifest, configs, only)
     todo = []
     for j in mine:

@@ -132,12 +132,16 @@ class Store:
 
     # -- reads ---------------------------------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:
-        return (self.local / rel).exists() if self.local is not None else self.fs.exists(self.path(rel))
+        if self.local is not None:
+            return (self.local / rel).exists()
+        self.fs.invalidate_cache(self.path(rel))
+        return self.fs.exists(self.path(rel))
 
     def size(self, rel: str) -> int | None:
         try:
             if self.local is not None:
                 return (self.local / rel).stat().st_size
+            self.fs.invalidate_cache(self.path(rel))
             return int(self.fs.size(self.path(rel)))
         except (FileNotFoundError, OSError):
             return None
@@ -166,6 +170,7 @@ class Store:
         if self.local is not None:
             d = self.local / rel
             return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+        self.fs.invalidate_cache()  # other processes (workers, other builds) write here too
         try:
             return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.path(rel), detail=False))
         except FileNotFoundError:
@@ -178,6 +183,7 @@ class Store:
             return sorted(p.relative_to(self.local).as_posix() for p in d.rglob("*") if p.is_file()) \
                 if d.is_dir() else []
         base = self.root + "/"
+        self.fs.invalidate_cache()
         try:
             return sorted(p[len(base):] for p in self.fs.find(self.path(rel)) if p.startswith(base))
         except FileNotFoundError:
