@@ -361,6 +361,8 @@ def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
     for k, v in sample.items():
         if k.startswith("__"):
             out[k] = v.decode("utf-8") if isinstance(v, bytes) else v
-        else:
-            out[k] = decode_member(k, bytes(v)) if isinstance(v, (bytes, bytearray, memoryview)) else v
+    where = f"{out.get('__url__', '<shard>')}: sample {out.get('__key__')!r}"
+    for k, v in sample.items():
+        if not k.startswith("__"):
+            out[k] = decode_member(k, bytes(v), where) if isinstance(v, (bytes, bytearray, memoryview)) else v
     return out

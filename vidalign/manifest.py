@@ -314,6 +314,8 @@ def merge_parts(folder) -> dict:
                     raise VidalignError(f"{store.display(part)}: field {fld!r} of config {config!r} differs from "
                                         "the other parts; all slices must be run with the same builder arguments "
                                         "and inputs")
+            if entry.get("schema"):
+                cur["schema"] = feats.merge_all([cur.get("schema") or {}, entry["schema"]])
             for rec in entry["shards"].values():
                 add_shard(cur, dict(rec))
     apply_journal(store, manifest)
