@@ -366,6 +366,12 @@ def read_clips(root: str | Path, require_info: bool = True) -> list[Clip]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise InputError(root, None, "holds no clip folders", "pass the folder that contains one folder per clip")
+    from vidalign.inputs import inside
+
+    for p in folders:  # never read a clip through a symlink that leaves the folder
+        for f in ("mask.npz", "clip_info.json"):
+            if (p / f).exists():
+                inside(p / f, root, f)
     return [read_clip_folder(p, require_info) for p in folders]
 
 

@@ -405,6 +405,29 @@ case("results-disk-full")(lambda r, a: (
 case("preview-prompts")(lambda r, a: (["preview", str(a["prompts_ds"])], "prompts_ds"))
 case("preview-missing")(lambda r, a: (["preview", str(r / "fz_nothing")], "fz_nothing"))
 case("videodpo-symlink-out")(lambda r, a: _videodpo_symlink(r))
+case("pisa-symlink-out")(lambda r, a: (
+    ["eval", "pisa", "--gt", str(_symlinked_clip(r)), "--pred", str(a["pred"])], "mask.npz"))
+case("track-symlink-out")(lambda r, a: (
+    ["track", str(_symlinked_video(r)), "--prompts", str(a["csv"]), "--out", str(r / "t.jsonl")], "00000_LR"))
+
+
+def _symlinked_clip(root: Path) -> Path:
+    outside = _w(root / "elsewhere" / "mask.npz", b"PK")
+    d = root / "gtl" / "c1"
+    d.mkdir(parents=True)
+    (d / "mask.npz").symlink_to(outside)
+    (d / "clip_info.json").write_text("{}")
+    return d.parent
+
+
+def _symlinked_video(root: Path) -> Path:
+    outside = _w(root / "elsewhere" / "x.mp4", b"\0")
+    d = root / "vl"
+    d.mkdir()
+    (d / "00000_LR_seed0.mp4").symlink_to(outside)
+    return d
+
+
 case("track-out-folder")(lambda r, a: (
     ["track", str(_videos(r)), "--prompts", str(a["csv"]), "--out", str(r)], str(r)))
 
