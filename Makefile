@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.vidalign-installed
 PYTEST_WORKERS ?= 2
 # photoreal (mitsuba + drjit + pyoidn, ~156 MB of wheels) lets CI run the mitsuba renderer tests; drop it to skip them
-EXTRAS ?= dev,sim,decord,ray,torchcodec,exr,photoreal,tensorboard
+EXTRAS ?= dev,sim,decord,ray,s3,torchcodec,exr,photoreal,tensorboard
 
 .PHONY: setup demo test lint bench clean system-deps
 

@@ -7,6 +7,11 @@
 3. read: ``vidalign.data.stream(decode=False)`` vs ``cat shards > /dev/null`` (target >= 0.8);
 4. Parquet config (TRL-like rows): ``ParquetShardWriter`` vs ``pyarrow`` alone (``Table.from_pylist`` +
    ``pq.write_table``, zstd), and ``iter_shard_samples`` vs ``pq.read_table(...).to_pylist()``;
+6. manifest cost per shard at 10, 1,000 and 10,000 shards: what the runner does when a shard finishes (format
+   2.1: merge its feature summary into the config's, one fsynced journal record; the manifest written at the start,
+   compacted once at the end — amortised over the shards) vs what it did before (format 2.0: the whole manifest,
+   a schema in every shard record, rewritten after every shard); ``--manifest-only`` runs just this part;
+   then the command as users run it: ``vidalign build synthetic --samples-per-shard 1`` (CPU per shard);
 5. masks through ``load_dataset``: rows/s of a ``[32, N, 256, 256]`` bool mask + ``[32, 256, 256]`` float16 depth
    with ``vidalign.data.load`` (the ``vidalign`` formatter) vs the numpy formatter it used before (and datasets'
    default Python format).
@@ -233,6 +238,68 @@ def bench_masks(tmp: Path, samples: int) -> None:
           f"Python lists {py_rs:.2f} rows/s ({after_rs / py_rs:.0f}x); reopening the cache {t_load:.1f} s")
 
 
+def bench_manifest(tmp: Path, counts: list[int], old_max: int, build_counts: list[int]) -> None:
+    """Manifest cost per finished shard (see the module docstring, item 6)."""
+    import copy
+
+    from vidalign import manifest as mf
+    from vidalign.builder import make_builder
+    from vidalign.runner import build_job
+
+    b = make_builder("synthetic", {"num_samples": 2}, samples_per_shard=1)
+    rec = build_job("synthetic", {"num_samples": 2}, {"samples_per_shard": 1}, b.plan()[0], str(tmp / "one"))["record"]
+
+    def entry():
+        return {"builder": "synthetic", "args": {}, "options": {}, "seed": 0, "command": "", "container": "webdataset",
+                "inputs": {}, "splits": {"train": {"shards": 0, "samples": 0}}, "schema": {}, "shards": {},
+                "rejected": [], "complete": False}
+
+    def records(n):
+        for i in range(n):
+            r = copy.deepcopy(rec)
+            r["path"] = f"data/default/train-{i:05d}-of-{n:05d}.tar"
+            yield r
+
+    def ours(n):
+        out = tmp / f"new-{n}"
+        m = {"format_version": "2.1", "configs": {"default": entry()}}
+        mf.save(out, m)  # once, at the start
+        e = m["configs"]["default"]
+        for r in records(n):
+            mf.journal_record(out, "default", mf.add_shard(e, r))
+            e["complete"] = len(e["shards"]) == n
+        mf.refresh(e)
+        mf.compact(out, m, configs={"default"})  # once, at the end
+
+    def before(n):
+        out = tmp / f"old-{n}"
+        m = {"format_version": "2.0", "configs": {"default": entry()}}
+        e = m["configs"]["default"]
+        for r in records(n):
+            e["shards"][r["path"]] = r  # the schema stays in every record
+            mf.refresh(e)
+            mf.save(out, m)
+
+    print("\n6. manifest cost per finished shard (CPU and wall ms per shard, everything included)")
+    print(f"{'shards':>8} {'2.1 journal CPU':>16} {'wall':>8} {'2.0 rewrite CPU':>16} {'wall':>8} {'ratio CPU':>10}")
+    for n in counts:
+        wo, co = timed(lambda n=n: ours(n))
+        line = f"{n:>8} {co / n * 1e3:>16.3f} {wo / n * 1e3:>8.3f}"
+        if n <= old_max:
+            wb, cb = timed(lambda n=n: before(n))
+            line += f" {cb / n * 1e3:>16.3f} {wb / n * 1e3:>8.3f} {cb / co:>9.1f}x"
+        else:
+            line += f" {'(not run: quadratic)':>36}"
+        print(line, flush=True)
+    for n in build_counts:
+        out = tmp / f"build-{n}"
+        cmd = ["vidalign", "build", "synthetic", "--out", str(out), "--num-samples", str(n), "--samples-per-shard",
+               "1", "--size", "8", "--frames", "1", "--no-progress"]
+        wall, cpu = timed(lambda cmd=cmd: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
+        print(f"`{' '.join(cmd[:3])} --num-samples {n} --samples-per-shard 1`: {cpu / n * 1e3:.2f} CPU-ms and "
+              f"{wall / n * 1e3:.2f} wall-ms per shard (process start included)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=64)
@@ -242,12 +309,20 @@ def main() -> None:
     ap.add_argument("--drop-clips", type=int, default=4, help="kubric-drop clips for the bytes/sample figure (0: skip)")
     ap.add_argument("--rows", type=int, default=50_000, help="TRL rows for the Parquet figures")
     ap.add_argument("--mask-samples", type=int, default=8)
+    ap.add_argument("--manifest-shards", type=int, nargs="+", default=[10, 1000, 10000])
+    ap.add_argument("--manifest-old-max", type=int, default=1000,
+                    help="largest shard count the 2.0 rewrite-per-shard baseline runs at (it is quadratic)")
+    ap.add_argument("--build-shards", type=int, nargs="*", default=[10, 1000])
+    ap.add_argument("--manifest-only", action="store_true")
     a = ap.parse_args()
     load1 = os.getloadavg()[0]
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, python "
           f"{platform.python_version()}, load average {load1:.1f} at start")
     tmp = Path(tempfile.mkdtemp(prefix="vidalign-bench-"))
     try:
+        bench_manifest(tmp, a.manifest_shards, a.manifest_old_max, a.build_shards)
+        if a.manifest_only:
+            return
         if a.drop_clips:
             bench_drop_bytes(tmp, a.drop_clips)
         bench_write_read(tmp, a.samples, a.mb_per_sample, a.samples_per_shard, a.repeat)

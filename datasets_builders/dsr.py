@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -236,6 +235,7 @@ class DsrPromptsBuilder(Builder):
     """``dsr-prompts``: a seeded, type-balanced DSR prompt set (config ``prompts``), or an authors' CSV converted."""
 
     name = "dsr-prompts"
+    input_args = ("from_csv",)
     description = ("SpatialAlign dynamic-spatial-relation prompts: \"{scene}, a {animal} is {initial} a {object}, "
                    "then the {animal} {verb} {final} the {object}.\", balanced across relation types.")
     tags = ["spatialalign", "dsr", "prompts", "text-to-video"]
@@ -322,22 +322,21 @@ def read_track_records(path: str | Path, on_error: str = "raise") -> tuple[list[
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "tracks file not found", "pass the tracks JSONL of the candidates")
+    from vidalign.inputs import parse_json, read_text
+
     tracks, rejected = [], []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(where, None, f"not valid JSON ({exc.msg})", "write one object per line") from None
-                tracks.append(parse_track(record, where))
-            except InputError as exc:
-                if on_error != "skip":
-                    raise
-                rejected.append({"input": exc.source, "reason": exc.reason})
+    for lineno, line in enumerate(read_text(path, "tracks file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            tracks.append(parse_track(parse_json(line, path, lineno, finite=False), where))
+        except InputError as exc:
+            if on_error != "skip":
+                raise
+            rejected.append({"input": exc.source, "reason": exc.reason})
+    if not tracks and not rejected:
+        raise InputError(path, None, "holds no tracks", "write them with `vidalign track` first")
     return tracks, rejected
 
 
@@ -346,6 +345,7 @@ class DsrPairsBuilder(Builder):
     """``dsr-pairs``: candidates + tracks → DSR-Score → winners/losers → ``groups`` and ``pairs`` configs."""
 
     name = "dsr-pairs"
+    input_args = ("candidates", "tracks", "prompts")
     description = ("SpatialAlign preference data: every candidate video of a DSR prompt scored with DSR-Score "
                    "from its detection tracks; winners (DSR ≥ threshold) and losers per prompt, as whole groups "
                    "(config `groups`, for drawing a fresh pair each step) and as materialised pairs (`pairs`).")
@@ -405,13 +405,14 @@ class DsrPairsBuilder(Builder):
         def refuse(exc: InputError) -> None:
             rejected.append(dataclasses.asdict(self.reject(exc)))
 
+        # the small files first: a bad tracks file or prompt CSV fails before the candidate shards are scanned
+        table = prompts_by_id(read_prompts_csv(a.prompts)) if a.prompts else {}
+        tracks, bad_tracks = read_track_records(a.tracks, self.on_error)
         index = CandidateIndex.scan(candidate_shards(a.candidates, a.candidates_config, a.candidates_split),
                                     self.on_error)
         rejected += index.rejected
         if not len(index):
             raise InputError(a.candidates, None, "no candidates found", "generate candidates first")
-        table = prompts_by_id(read_prompts_csv(a.prompts)) if a.prompts else {}
-        tracks, bad_tracks = read_track_records(a.tracks, self.on_error)
         rejected += bad_tracks
         track_of: dict[tuple[str, int], Track] = {}
         for t in tracks:

@@ -18,7 +18,6 @@ object/background split are also top-level columns (:data:`COLUMNS`); the trajec
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import sys
 from dataclasses import dataclass, field
@@ -66,19 +65,15 @@ def worker_threads(explicit: int | None = None) -> int | None:
 
 
 def _load_scene_overrides(path: str) -> dict:
+    from vidalign.inputs import parse_json, parse_yaml, read_text
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"--scene-config={path!r} is invalid: no such file; give a YAML/JSON of DropSceneConfig fields")
-    text = p.read_text(encoding="utf-8")
-    try:
-        if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-    except (ValueError, ImportError) as exc:
-        raise ConfigError(f"--scene-config={path!r} is invalid: cannot parse it ({exc})") from exc
+    text = read_text(p, "scene config")
+    data = parse_yaml(text, p) if p.suffix.lower() in (".yaml", ".yml") else parse_json(text, p)
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"--scene-config={path!r} is invalid: expected a mapping of DropSceneConfig fields")
     return data
@@ -98,6 +93,7 @@ class KubricDropBuilder(Builder):
     columns = COLUMNS
     gzip_members = ("depth.npy",)
     expensive_samples = True  # seconds of simulation and rendering per clip: small configs get many shards
+    input_args = ("scene_config", "asset_dir", "background_dir")
     citation = ("@article{li2025pisa,\n  title={Pisa Experiments: Exploring Physics Post-Training for Video Diffusion "
                 "Models by Watching Stuff Drop},\n  author={Li, Chenyu and Michel, Oscar and Pan, Xichen and Liu, "
                 "Sainan and Roberts, Mike and Xie, Saining},\n  journal={arXiv preprint arXiv:2503.09595},\n"
@@ -167,6 +163,16 @@ class KubricDropBuilder(Builder):
             if self.renderer == "mitsuba":
                 return {"preset": self.render_preset, "threads": worker_threads(self.render_threads)}
             return {"shadows": self.shadows}
+
+    def inputs(self) -> dict:
+        """The scene-config file, asset and background folders (by content), and the resolved scene
+        configuration itself (so that a changed default or override is caught too)."""
+        import dataclasses as dc
+
+        out = super().inputs()
+        scene = self.args.scene()
+        out["scene"] = dc.asdict(scene) if dc.is_dataclass(scene) else repr(scene)
+        return out
 
     def estimate_sample_mb(self) -> float:
         a = self.args

@@ -25,7 +25,6 @@ files are found by their rule (:func:`token_paths`); the ``trl`` config needs on
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import numpy as np
 from vidalign.builder import Builder, Sample, register_builder
 from vidalign.datasets_builders.motion_prompts import SUB_TASKS
 from vidalign.errors import InputError, VidalignError, require
+from vidalign.inputs import load_npy, parse_json, read_text
 from vidalign.motion import CODEBOOK_SIZE, MAX_FRAMES, MIN_FRAMES, check_features, motion_string
 
 LABEL_SMOOTHING = {"Much better": 0.0, "Better": 0.2, "Slightly better": 0.3, "Negligibly better/unsure": 0.5}
@@ -149,25 +149,24 @@ def read_atom_jsonl(path: str | os.PathLike, sub_task: str | None = None) -> Ato
         raise VidalignError(f"{path}: AToM labels file not found; pass the path of preference_labels.jsonl")
     task = sub_task or infer_sub_task(path.resolve())
     out = AtomFile(str(path))
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                out.errors.append(InputError(f"{path}:{n}", None, f"not valid JSON ({exc.msg})", "fix or drop the line"))
-                continue
-            try:
-                rec = parse_atom_record(obj, str(path), n, task)
-            except InputError as exc:
-                # a row their loader keeps holds its place in the split and is dropped after it
-                (out.rows if kept_by_authors(obj) else out.errors).append(exc)
-                continue
-            if rec is None:
-                out.skipped.append(str(obj.get("id")))
-            else:
-                out.rows.append(rec)
+    for n, raw in enumerate(read_text(path, "AToM labels file").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = parse_json(raw, path, n)
+        except InputError as exc:
+            out.errors.append(InputError(exc.source, None, exc.problem, "fix or drop the line"))
+            continue
+        try:
+            rec = parse_atom_record(obj, str(path), n, task)
+        except InputError as exc:
+            # a row their loader keeps holds its place in the split and is dropped after it
+            (out.rows if kept_by_authors(obj) else out.errors).append(exc)
+            continue
+        if rec is None:
+            out.skipped.append(str(obj.get("id")))
+        else:
+            out.rows.append(rec)
     return out
 
 
@@ -207,11 +206,7 @@ def load_features(path: Path, min_frames: int = MIN_FRAMES, max_frames: int = MA
     """Validated float32 ``[T, 263]`` features from a ``.npy`` (never unpickled)."""
     if not path.is_file():
         raise InputError(path, "features", "file not found", "check the path (relative paths start at the JSONL's folder)")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(path, "features", f"not a readable .npy ({exc})", "re-save it with numpy.save") from None
-    return check_features(arr, str(path), min_frames, max_frames)
+    return check_features(load_npy(path), str(path), min_frames, max_frames)
 
 
 def load_tokens(features: str, base: Path, explicit: str | None = None,
@@ -224,11 +219,9 @@ def load_tokens(features: str, base: Path, explicit: str | None = None,
     paths = [resolve(explicit, base)] if explicit else token_paths(features, base)
     for p in paths:
         if p.is_file():
-            try:
-                arr = np.load(p, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise InputError(p, "tokens", f"not a readable .npy ({exc})", "re-save it with numpy.save") from None
-            codes = np.asarray(arr)
+            codes = np.asarray(load_npy(p))
+            if codes.dtype.kind not in "iufb":
+                raise InputError(p, "tokens", f"dtype {codes.dtype} is not numeric", "store integer codes")
             codes = codes[0] if codes.ndim >= 2 else codes
             codes = codes.reshape(-1)
             ok = codes.size > 0 and np.all(np.isfinite(codes)) and np.all(codes == np.round(codes)) \
@@ -301,9 +294,12 @@ class _MotionPairs(Builder):
 
     def plan(self):
         p = self.pair_plan
+        if p.errors and self.on_error == "raise":  # every cheap check before any costly work (judge calls)
+            raise p.errors[0]
         n_train, n_eval = p.n_train + len(p.errors), len(p.entries) - p.n_train
         if n_train + n_eval == 0:
-            raise VidalignError(f"builder {self.name!r}: no usable rows in the input (all skipped?)")
+            raise VidalignError(f"{', '.join(map(str, self.input_files()))}: no usable rows (empty, or every row "
+                                "skipped); check the file")
         jobs = []
         for config in (["default", "trl"] if self.args.trl else ["default"]):
             if n_train:
@@ -311,6 +307,10 @@ class _MotionPairs(Builder):
             if n_eval:
                 jobs += self.split_range(config, "eval", n_eval, offset=n_train)
         return jobs
+
+    def input_files(self) -> list[str]:
+        a = self.args
+        return list(getattr(a, "jsonl", None) or [getattr(a, "candidates", "input")])
 
     def pair_members(self, config: str, meta: dict, chosen: np.ndarray, rejected: np.ndarray,
                      codes: tuple[list[int] | None, list[int] | None], extra: dict | None = None) -> dict:
@@ -375,6 +375,22 @@ class AtomImportBuilder(_MotionPairs):
             require(bool(self.jsonl), "motionprefer-atom", "jsonl", self.jsonl,
                     "pass one or more preference_labels.jsonl files")
             _check_common("motionprefer-atom", self)
+
+    def inputs(self) -> dict:
+        """The labels files and every motion and token file they name (an edited or replaced .npy changes the
+        pairs as much as an edited JSONL)."""
+        out = {}
+        for i, path in enumerate(self.args.jsonl):
+            out[f"jsonl[{i}]" if len(self.args.jsonl) > 1 else "jsonl"] = Path(path)
+        for entry in self.pair_plan.entries:
+            base = Path(entry.source).parent
+            for s in (entry.chosen, entry.rejected):
+                out[str(resolve(s["features"], base))] = resolve(s["features"], base)
+                for t in ([resolve(s["tokens"], base)] if s.get("tokens") else token_paths(s["features"], base)):
+                    if t.is_file():
+                        out[str(t)] = t
+                        break
+        return out
 
     def make_plan(self) -> PairPlan:
         a = self.args
@@ -485,33 +501,30 @@ def read_candidates(path: str | os.PathLike, sub_task: str | None = None) -> tup
         raise VidalignError(f"{path}: candidates file not found; pass the JSONL of prompts and candidate motions")
     out, errors = [], []
     default_task = sub_task or infer_sub_task(path.resolve())
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                obj = json.loads(raw)
-                if not isinstance(obj, dict):
-                    raise InputError(where, None, "line is not a JSON object", "one object per line")
-                prompt, cands = obj.get("prompt"), obj.get("candidates")
-                if not isinstance(prompt, str) or not prompt.strip():
-                    raise InputError(where, "prompt", "missing or empty", "give the text prompt")
-                if not isinstance(cands, list) or len(cands) < 2:
-                    raise InputError(where, "candidates", "needs a list of at least 2 motions", "list the .npy paths")
-                cands = [{"features": c} if isinstance(c, str) else c for c in cands]
-                if not all(isinstance(c, dict) and isinstance(c.get("features"), str) for c in cands):
-                    raise InputError(where, "candidates", "every candidate needs a features path",
-                                     'use "path.npy" or {"features": "path.npy"}')
-                task = obj.get("sub_task") or default_task
-                if task not in SUB_TASKS:
-                    raise InputError(where, "sub_task", f"value {task!r} is unknown",
-                                     f"set it per line or pass --sub-task ({', '.join(SUB_TASKS)})")
-                out.append(CandidatePrompt(str(obj.get("id", n)), prompt.strip(), task, tuple(cands), str(path), n))
-            except json.JSONDecodeError as exc:
-                errors.append(InputError(where, None, f"not valid JSON ({exc.msg})", "fix or drop the line"))
-            except InputError as exc:
-                errors.append(exc)
+    for n, raw in enumerate(read_text(path, "candidates file").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            obj = parse_json(raw, path, n)
+            if not isinstance(obj, dict):
+                raise InputError(where, None, "line is not a JSON object", "one object per line")
+            prompt, cands = obj.get("prompt"), obj.get("candidates")
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise InputError(where, "prompt", "missing or empty", "give the text prompt")
+            if not isinstance(cands, list) or len(cands) < 2:
+                raise InputError(where, "candidates", "needs a list of at least 2 motions", "list the .npy paths")
+            cands = [{"features": c} if isinstance(c, str) else c for c in cands]
+            if not all(isinstance(c, dict) and isinstance(c.get("features"), str) for c in cands):
+                raise InputError(where, "candidates", "every candidate needs a features path",
+                                 'use "path.npy" or {"features": "path.npy"}')
+            task = obj.get("sub_task") or default_task
+            if task not in SUB_TASKS:
+                raise InputError(where, "sub_task", f"value {task!r} is unknown",
+                                 f"set it per line or pass --sub-task ({', '.join(SUB_TASKS)})")
+            out.append(CandidatePrompt(str(obj.get("id", n)), prompt.strip(), task, tuple(cands), str(path), n))
+        except InputError as exc:
+            errors.append(exc)
     return out, errors
 
 
@@ -535,10 +548,13 @@ class JudgedPairsBuilder(_MotionPairs):
         judge_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable with the API key"})
         judge_cache: str | None = field(default=None, metadata={
             "help": "JSONL cache of verdicts (default: <candidates>.judge_cache.jsonl)"})
-        judge_rpm: float = field(default=60.0, metadata={"help": "requests per minute per worker (0: no limit)"})
-        judge_timeout: float = field(default=60.0, metadata={"help": "seconds per request"})
-        judge_retries: int = field(default=4, metadata={"help": "retries on 429/5xx/timeouts/malformed replies"})
-        judge_backoff: float = field(default=2.0, metadata={"help": "first retry wait in s (doubles each retry)"})
+        judge_rpm: float = field(default=60.0, metadata={"help": "requests per minute per worker (0: no limit)",
+                                                         "output": False})
+        judge_timeout: float = field(default=60.0, metadata={"help": "seconds per request", "output": False})
+        judge_retries: int = field(default=4, metadata={"help": "retries on 429/5xx/timeouts/malformed replies",
+                                                        "output": False})
+        judge_backoff: float = field(default=2.0, metadata={"help": "first retry wait in s (doubles each retry)",
+                                                            "output": False})
         judge_frames: int = field(default=8, metadata={"help": "frames shown per candidate"})
         judge_layout: str = field(default="sheet", metadata={"help": "one contact sheet or separate frames",
                                                               "choices": ["sheet", "frames"]})
@@ -561,8 +577,44 @@ class JudgedPairsBuilder(_MotionPairs):
 
     def make_plan(self) -> PairPlan:
         prompts, errors = read_candidates(self.args.candidates, self.args.sub_task)
+        self._preflight(prompts)
         tr, ev = split_indices(len(prompts), self.args.split_seed, self.args.eval_fraction)
         return PairPlan([prompts[i] for i in tr] + [prompts[i] for i in ev], len(tr), errors)
+
+    def _preflight(self, prompts: list) -> None:
+        """Every cheap check before the first judge call (which costs money): each candidate's features load
+        (shape, length, finite values), its token file exists when the trl config is built, the normalisation
+        files load. Under ``--on-error raise`` the first failure stops the build here; under ``skip`` the
+        candidate is rejected without being judged."""
+        a = self.args
+        self._bad: dict[tuple[str, int], InputError] = {}
+        for f in (a.mean, a.std):
+            if f is not None:
+                load_npy(f)
+        for cp in prompts:
+            base = Path(cp.source).parent
+            for k, cand in enumerate(cp.candidates):
+                try:
+                    load_features(resolve(cand["features"], base), a.min_frames, a.max_frames)
+                    if a.trl and load_tokens(cand["features"], base, cand.get("tokens"), a.codebook_size) is None:
+                        raise InputError(resolve(cand["features"], base), "tokens", f"candidate {k} of prompt "
+                                         f"{cp.id!r} has no MotionGPT token file (<stem>_token.npy)",
+                                         "tokenise the motions first, or build with --no-trl")
+                except InputError as exc:
+                    if self.on_error == "raise":
+                        raise
+                    self._bad[(cp.id, k)] = exc
+
+    def inputs(self) -> dict:
+        out = {"candidates": Path(self.args.candidates)}
+        for f in ("mean", "std"):
+            if getattr(self.args, f):
+                out[f"--{f}"] = Path(getattr(self.args, f))
+        for cp in self.pair_plan.entries:
+            base = Path(cp.source).parent
+            for cand in cp.candidates:
+                out[str(resolve(cand["features"], base))] = resolve(cand["features"], base)
+        return out
 
     @functools.cached_property
     def judge(self):
@@ -581,7 +633,7 @@ class JudgedPairsBuilder(_MotionPairs):
         a = self.args
         if a.mean is None:
             return None, None
-        return (np.load(a.mean, allow_pickle=False), np.load(a.std, allow_pickle=False))
+        return (load_npy(a.mean), load_npy(a.std))
 
     def build_shard(self, job):
         for i in job.indices():
@@ -608,6 +660,8 @@ class JudgedPairsBuilder(_MotionPairs):
         for k, cand in enumerate(cp.candidates):
             path = resolve(cand["features"], base)
             try:
+                if (cp.id, k) in getattr(self, "_bad", {}):
+                    raise self._bad[(cp.id, k)]
                 feats = load_features(path, a.min_frames, a.max_frames)
                 tok = load_tokens(cand["features"], base, cand.get("tokens"), a.codebook_size)
             except InputError as exc:

@@ -106,10 +106,12 @@ def resolve_clip_path(clip_path: str, root: Path) -> Path | None:
     parts = [p for p in pure.parts if p not in ("/", "\\") and not p.endswith((":\\", ":"))]
     if ".." in parts:
         return None
+    from vidalign.inputs import inside
+
     for start in range(len(parts)):
         candidate = root.joinpath(*parts[start:])
         if candidate.is_file():
-            return candidate
+            return inside(candidate, root, "video")  # never a symlink out of the source folder
     return None
 
 
@@ -117,10 +119,9 @@ def _load_list(path: Path) -> list:
     if not path.is_file():
         raise InputError(path, None, "file not found", f"pass the VideoDPO dataset folder holding {METADATA_NAME} "
                          f"and {PAIR_NAME}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, None, f"not valid JSON ({exc})", "pass the file the VideoDPO scripts wrote") from None
+    from vidalign.inputs import read_json
+
+    data = read_json(path, "VideoDPO list", root=path.parent, finite=False)
     if not isinstance(data, list):
         raise InputError(path, None, f"expected a JSON list, got {type(data).__name__}",
                          "pass the file the VideoDPO scripts wrote")
@@ -296,6 +297,7 @@ class VideoDpoImportBuilder(Builder):
     """``videodpo-import`` (run by ``vidalign import videodpo``): the released layout → a ``pairs`` config."""
 
     name = "videodpo-import"
+    input_args = ("source",)
     description = ("Preference pairs imported from a VideoDPO dataset folder (metadata.json + pair.json + "
                    "winvideos/ + losevideos/); the original entries are kept so `vidalign export videodpo` "
                    "writes them back.")

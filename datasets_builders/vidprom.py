@@ -76,8 +76,10 @@ def read_prompt_table(source: str, split: str = "train"):
             if suffix == ".jsonl":
                 return pd.read_json(path, lines=True, dtype=False)
             if suffix == ".json":
-                return pd.DataFrame(json_prompt_rows(json.loads(path.read_text(encoding="utf-8")), path))
-        except (ValueError, UnicodeDecodeError, OSError) as exc:
+                from vidalign.inputs import read_json
+
+                return pd.DataFrame(json_prompt_rows(read_json(path, "prompt file"), path))
+        except (ValueError, UnicodeDecodeError, OSError, MemoryError) as exc:
             if isinstance(exc, InputError):
                 raise
             raise InputError(path, None, f"cannot be read as {suffix[1:]} ({type(exc).__name__}: {exc})",
@@ -289,6 +291,7 @@ class VidpromPromptsBuilder(Builder):
     """``vidprom-prompts``: VidProM prompts, sampled and filtered, as a ``prompts`` config for ``vidalign generate``."""
 
     name = "vidprom-prompts"
+    input_args = ("source",)
     description = ("Text-to-video prompts from VidProM (or any table in its schema), as VideoDPO used them: the "
                    "first N rows by default, with optional seeded sampling, dedupe, length, language and NSFW filters.")
     license = "cc-by-nc-4.0"
@@ -378,6 +381,7 @@ class VidpromPairsBuilder(Builder):
     """``vidprom-pairs``: candidates + VBench results → OmniScore → weighted (winner, loser) pairs (config ``pairs``)."""
 
     name = "vidprom-pairs"
+    input_args = ("candidates", "vbench")
     description = ("VideoDPO preference pairs: each prompt's candidate videos scored with OmniScore (seven VBench "
                    "dimensions), paired best vs worst by default, with the pair weight of the paper's "
                    "re-weighting stored per pair.")

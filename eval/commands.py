@@ -92,6 +92,13 @@ def register(sub, groups) -> None:
     p.add_argument("--detector", default="IDEA-Research/grounding-dino-tiny", help="Grounding DINO Hub id or folder")
     p.add_argument("--box-threshold", type=float, default=0.4)
     p.add_argument("--text-threshold", type=float, default=0.3)
+    p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                   help="stop at the first video that cannot be read or tracked, or skip it (listed in "
+                        "OUT.skipped.jsonl; a --resume retries it)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the tracks OUT already holds (each video's track is written as it finishes) and "
+                        "track only the others")
+    p.add_argument("--overwrite", action="store_true", help="start OUT afresh")
     _model_args(p)
     p.set_defaults(func=cmd_track)
 
@@ -119,9 +126,14 @@ def write_json(path: Path | None, data: dict) -> None:
     """Results JSON with NaN as null; nothing when ``path`` is None."""
     if path is None:
         return
+    from vidalign.storage import write_error
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(data), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_clean(data), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise write_error(exc, path, "results file") from None
     print(f"wrote {path}")
 
 
@@ -139,7 +151,10 @@ def _fmt(v: float | None, width: int = 8) -> str:
 def cmd_pisa(args) -> int:
     from vidalign.eval.pisa import evaluate, read_clips
     from vidalign.eval.pisa_config import evaluate_config, read_metrics_config, results_line, results_text
+    from vidalign.inputs import finite_option
 
+    finite_option(args.gt_fps, "--gt-fps", positive=True)
+    finite_option(args.pd_fps, "--pd-fps", positive=True)
     progress = sys.stderr.isatty()
     if args.config is not None:
         if args.gt or args.pred:
@@ -160,10 +175,15 @@ def cmd_pisa(args) -> int:
         print(f"{len(result['dropped'])} video(s) dropped, as the authors' eval.py drops them (listed above); "
               "the means are over the scored videos")
     if args.config is not None and args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("w", encoding="utf-8") as fh:
-            for row in result["videos"]:
-                fh.write(json.dumps(_clean(results_line(row)), allow_nan=False) + "\n")
+        from vidalign.storage import write_error
+
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with args.out.open("w", encoding="utf-8") as fh:
+                for row in result["videos"]:
+                    fh.write(json.dumps(_clean(results_line(row)), allow_nan=False) + "\n")
+        except OSError as exc:
+            raise write_error(exc, args.out, "results file") from None
         print(f"wrote {args.out}")
     else:
         write_json(args.out, result)
@@ -248,11 +268,15 @@ def video_seed(name: str, source) -> int:
 def cmd_dsr(args) -> int:
     from vidalign.eval.dsr_prompts_csv import prompts_by_id, read_prompts_csv
     from vidalign.eval.dsr_score import THRESHOLDS, acc_at, score_tracks
+    from vidalign.inputs import finite_option
 
+    finite_option(args.threshold, "--threshold")
     if args.min_frames < 3:
         raise VidalignError(f"--min-frames={args.min_frames} is too small; the score uses the first and last 3 frames")
     prompts = prompts_by_id(read_prompts_csv(args.prompts))
     tracks = _load_tracks(args.tracks, args.allow_pickle, list(prompts))
+    if not tracks:
+        raise InputError(args.tracks, None, "holds no tracks", "write them with `vidalign track` first")
     seeds = parse_seeds(args.seeds)
     if seeds is not None:
         kept = [t for t in tracks if video_seed(t.video, args.tracks) in seeds]
@@ -351,16 +375,12 @@ def _point_jobs(args) -> list[tuple[str, Path, Path, Path]]:
 
     jobs = []
     if args.config is not None:
+        from vidalign.inputs import iter_jsonl
+
         if not args.config.is_file():
             raise InputError(args.config, None, "mask config not found", "pass a JSONL of {video, annotation, mask}")
-        for n, line in enumerate(args.config.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{args.config}:{n}", None, f"not valid JSON ({exc.msg})", "one object per line") \
-                    from None
+        for where, obj in iter_jsonl(args.config, "mask config"):
+            n = where.rsplit(":", 1)[-1]
             if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) for k in ("video", "annotation", "mask")):
                 raise InputError(f"{args.config}:{n}", None, "needs video, annotation and mask paths",
                                  'write {"video": clip folder, "annotation": clip_info.json, "mask": mask.npz}')
@@ -418,34 +438,101 @@ def _segment_from_points(args) -> int:
     return 1 if failed else 0
 
 
+def _done_tracks(path: Path) -> set[str]:
+    """Videos whose track a previous run wrote to ``path`` (a torn last line, from a killed run, is cut off)."""
+    from vidalign.eval.dsr_score import parse_track
+    from vidalign.inputs import parse_json
+
+    data = path.read_bytes()
+    keep = data[: data.rfind(b"\n") + 1]
+    if len(keep) != len(data):
+        with path.open("r+b") as fh:
+            fh.truncate(len(keep))
+    done = set()
+    for n, line in enumerate(keep.decode("utf-8", "replace").splitlines(), start=1):
+        if line.strip():
+            done.add(parse_track(parse_json(line, path, n), f"{path}:{n}").video)
+    return done
+
+
+def _append_line(fh, record: dict) -> None:
+    import os
+
+    fh.write(json.dumps(record) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
 def cmd_track(args) -> int:
     from tqdm.auto import tqdm
 
     from vidalign.eval.detect import DetectionRules, GroundingDinoDetector, track_video
     from vidalign.eval.dsr_prompts_csv import prompts_by_id, read_prompts_csv
-    from vidalign.eval.dsr_score import write_tracks
     from vidalign.eval.video_inputs import list_videos
+    from vidalign.inputs import finite_option
+    from vidalign.storage import write_error
 
+    finite_option(args.box_threshold, "--box-threshold", minimum=0)
+    finite_option(args.text_threshold, "--text-threshold", minimum=0)
     prompts = prompts_by_id(read_prompts_csv(args.prompts))
     videos = list_videos(args.videos)
-    jobs = []
+    jobs, skipped = [], []
     for v in videos:
         pid = v.meta.get("prompt_id") if isinstance(v.meta.get("prompt_id"), str) else None
         pid = pid or match_prompt_id(v.name, list(prompts))
         if pid is None or pid not in prompts:
-            raise InputError(v.name, "prompt_id", f"matches no prompt of {args.prompts} (got {pid!r})",
+            exc = InputError(v.name, "prompt_id", f"matches no prompt of {args.prompts} (got {pid!r})",
                              "name videos <prompt_id>_<seed>.mp4, put them in <prompt_id>/ folders, "
                              "or pass the dataset whose json has prompt_id")
+            if args.on_error == "raise":
+                raise exc
+            skipped.append({"video": v.name, "reason": str(exc)})
+            continue
         jobs.append((v, prompts[pid]))
-    rules = DetectionRules(box_threshold=args.box_threshold, text_threshold=args.text_threshold)
-    detector = GroundingDinoDetector(args.detector, rules, device=args.device,
-                                     dtype="float32" if args.dtype == "auto" else args.dtype)
-    segmenter = _segmenter(args)
-    tracks = []
-    for v, prompt in tqdm(jobs, desc="track", unit="video", disable=not sys.stderr.isatty()):
-        frames, _ = v.load()
-        tracks.append(track_video(frames, prompt.animal, prompt.object, detector, segmenter, v.name, prompt.prompt_id))
-    write_tracks(args.out, tracks)
-    rejected = sum(1 for t in tracks if not t.frames)
-    print(f"tracked {len(tracks)} video(s), {rejected} rejected by the frame rules → {args.out}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise VidalignError(f"--out {out} is a folder; give the tracks JSONL file to write")
+    if out.exists() and not (args.resume or args.overwrite):
+        raise VidalignError(f"{out} exists; pass --resume to keep its tracks and track the other videos, or "
+                            "--overwrite to start again")
+    done = _done_tracks(out) if out.exists() and args.resume else set()
+    todo = [(v, p) for v, p in jobs if v.name not in done]
+    tracked = rejected = 0
+    skipped_path = out.with_name(out.name + ".skipped.jsonl")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fh = out.open("a" if done else "w", encoding="utf-8")
+    except OSError as exc:
+        raise write_error(exc, out, "tracks file") from None
+    with fh:
+        if todo:
+            rules = DetectionRules(box_threshold=args.box_threshold, text_threshold=args.text_threshold)
+            detector = GroundingDinoDetector(args.detector, rules, device=args.device,
+                                             dtype="float32" if args.dtype == "auto" else args.dtype)
+            segmenter = _segmenter(args)
+        for v, prompt in tqdm(todo, desc="track", unit="video", disable=not sys.stderr.isatty()):
+            try:
+                frames, _ = v.load()
+                track = track_video(frames, prompt.animal, prompt.object, detector, segmenter, v.name,
+                                    prompt.prompt_id)
+            except VidalignError as exc:
+                if args.on_error == "raise":
+                    raise VidalignError(f"{exc} ({tracked} track(s) written to {out}; fix or drop the video, then "
+                                        "rerun with --resume, or use --on-error skip)") from None
+                print(f"skipped {v.name}: {exc}", file=sys.stderr)
+                skipped.append({"video": v.name, "reason": str(exc)})
+                continue
+            try:  # each track is on disk as soon as it is made: a crash loses at most the video in progress
+                _append_line(fh, track.to_json())
+            except OSError as exc:
+                raise write_error(exc, out, "tracks file") from None
+            tracked += 1
+            rejected += not track.frames
+    if skipped:
+        skipped_path.write_text("".join(json.dumps(r) + "\n" for r in skipped), encoding="utf-8")
+    else:
+        skipped_path.unlink(missing_ok=True)
+    print(f"tracked {tracked} video(s)" + (f" ({len(done)} already in {out})" if done else "")
+          + f", {rejected} rejected by the frame rules" + (f", {len(skipped)} skipped (listed in {skipped_path})"
+                                                         if skipped else "") + f" → {out}")
     return 0

@@ -71,39 +71,38 @@ def read_prompts_csv(path: str | Path) -> list[DSRPrompt]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "prompt CSV not found", "pass the path of eval30.csv/eval120.csv or a built set")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise InputError(f"{path}:1", missing[0], f"column missing (header is {','.join(header)})",
-                             f"the header must contain {','.join(COLUMNS)} (and optionally {GROUP_COLUMN})")
-        rows: list[DSRPrompt] = []
-        seen: dict[str, int] = {}
-        for row in reader:
-            line = reader.line_num
-            where = f"{path}:{line}"
-            if None in row or any(row.get(c) is None for c in COLUMNS):
-                raise InputError(where, None, "wrong number of columns", "quote fields that contain commas")
-            group: int | None = None
-            raw_group = (row.get(GROUP_COLUMN) or "").strip()
-            if raw_group:
-                try:
-                    group = int(raw_group)
-                except ValueError:
-                    raise InputError(where, GROUP_COLUMN, f"{raw_group!r} is not an integer",
-                                     "write the group as an integer or leave it empty") from None
-            values = {c: row[c].strip() for c in COLUMNS}
-            values["type"] = values["type"].upper()
+    from vidalign.inputs import read_csv
+
+    header, records = read_csv(path, "prompt CSV")
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}:1", missing[0], f"column missing (header is {','.join(header)})",
+                         f"the header must contain {','.join(COLUMNS)} (and optionally {GROUP_COLUMN})")
+    rows: list[DSRPrompt] = []
+    seen: dict[str, int] = {}
+    for line, row in records:
+        where = f"{path}:{line}"
+        if any(row.get(c) is None for c in COLUMNS):
+            raise InputError(where, None, "wrong number of columns", "quote fields that contain commas")
+        group: int | None = None
+        raw_group = (row.get(GROUP_COLUMN) or "").strip()
+        if raw_group:
             try:
-                prompt = DSRPrompt(**values, group=group)
-            except Exception as exc:  # the dataclass names the field; add the file and line
-                raise InputError(where, None, str(exc)) from None
-            if prompt.prompt_id in seen:
-                raise InputError(where, "prompt_id", f"{prompt.prompt_id!r} repeats line {seen[prompt.prompt_id]}",
-                                 "give every row a unique prompt_id")
-            seen[prompt.prompt_id] = line
-            rows.append(prompt)
+                group = int(raw_group)
+            except ValueError:
+                raise InputError(where, GROUP_COLUMN, f"{raw_group!r} is not an integer",
+                                 "write the group as an integer or leave it empty") from None
+        values = {c: row[c].strip() for c in COLUMNS}
+        values["type"] = values["type"].upper()
+        try:
+            prompt = DSRPrompt(**values, group=group)
+        except Exception as exc:  # the dataclass names the field; add the file and line
+            raise InputError(where, None, str(exc)) from None
+        if prompt.prompt_id in seen:
+            raise InputError(where, "prompt_id", f"{prompt.prompt_id!r} repeats line {seen[prompt.prompt_id]}",
+                             "give every row a unique prompt_id")
+        seen[prompt.prompt_id] = line
+        rows.append(prompt)
     if not rows:
         raise InputError(path, None, "prompt CSV has no rows", "add at least one prompt row")
     return rows

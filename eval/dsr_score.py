@@ -198,18 +198,9 @@ def read_tracks(path: str | Path) -> list[Track]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "tracks file not found", "write it with `vidalign track` or pass its path")
-    tracks = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{lineno}", None, f"not valid JSON ({exc.msg} at column {exc.colno})",
-                                 "write one JSON object per line") from None
-            tracks.append(parse_track(record, f"{path}:{lineno}"))
-    return tracks
+    from vidalign.inputs import iter_jsonl
+
+    return [parse_track(record, where) for where, record in iter_jsonl(path, "tracks file", finite=False)]
 
 
 def write_tracks(path: str | Path, tracks: Iterable[Track]) -> Path:
@@ -223,6 +214,15 @@ def write_tracks(path: str | Path, tracks: Iterable[Track]) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- pickles
+MAX_PICKLE_BYTES = 1 << 30  # a track pickle holds boxes (and masks): far less than a GiB
+
+
+def _read_pickle(path: Path) -> bytes:
+    from vidalign.inputs import read_bytes
+
+    return read_bytes(path, "track pickle", max_bytes=MAX_PICKLE_BYTES)
+
+
 def track_from_pickle(path: str | Path, video: str, prompt_id: str, *, allow_pickle: bool = False) -> Track:
     """Convert an authors' track pickle to a :class:`Track`: a list of ``[frame_index, labels, xyxy]``, with a
     fourth element (the masks ``[2, H, W]``) for B/F prompt types, as ``detection.py`` writes them (any pickle
@@ -237,7 +237,7 @@ def track_from_pickle(path: str | Path, video: str, prompt_id: str, *, allow_pic
                             "(CLI: --allow-pickle) only for files you trust, or convert them to tracks JSONL")
     if not path.is_file():
         raise InputError(path, None, "track pickle not found", "pass an existing .pkl file")
-    obj = restricted_load(path.read_bytes(), str(path))
+    obj = restricted_load(_read_pickle(path), str(path))
     if not isinstance(obj, (list, tuple)):
         raise InputError(path, None, f"expected a list of (frame_index, labels, xyxy), got {type(obj).__name__}",
                          "pass the detection pickles the authors' run_detection.sh wrote")

@@ -135,9 +135,12 @@ def read_dimension(path: str | Path, dim: str, on_bad: OnBad | None = None) -> d
     left out (builders use this for ``--on-error skip``).
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    from vidalign.inputs import read_text
+
+    text = read_text(path, "VBench results file")
+    try:  # VBench writes NaN for a failed video: allowed here, refused per video below
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise InputError(path, None, f"not valid JSON ({exc})", "pass the file VBench wrote") from None
     entry = data.get(dim) if isinstance(data, dict) else None
     if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], list) and not isinstance(entry[0], dict):

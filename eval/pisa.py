@@ -23,10 +23,8 @@ names.
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import tarfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from vidalign.errors import InputError, VidalignError
-from vidalign.format import DATA_DIR, safe_member_path, split_member
+from vidalign.format import DATA_DIR
 
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 METRICS = ("l2", "chamfer", "iou")
@@ -285,23 +283,21 @@ class Clip:
 
 
 def load_mask_npz(data: bytes | Path, source: str) -> np.ndarray:
+    from vidalign.inputs import load_npz
+
     if isinstance(data, Path) and not data.is_file():
         raise InputError(source, None, "mask file not found", "segment the clip first (vidalign segment)")
-    try:
-        with np.load(io.BytesIO(data) if isinstance(data, bytes) else data, allow_pickle=False) as z:
-            if "mask" not in z.files:
-                raise InputError(source, "mask", f"key missing (keys: {', '.join(z.files) or 'none'})",
-                                 "save with np.savez_compressed(path, mask=masks)")
-            return as_frames_objects(z["mask"], source)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(source, None, f"cannot be read as .npz ({exc})", "write it with np.savez_compressed") from None
+    z = load_npz(data, source)
+    if "mask" not in z:
+        raise InputError(source, "mask", f"key missing (keys: {', '.join(z) or 'none'})",
+                         "save with np.savez_compressed(path, mask=masks)")
+    return as_frames_objects(z["mask"], source)
 
 
 def read_clip_info(path: Path) -> dict:
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, None, f"not valid JSON ({exc.msg})", "fix or regenerate clip_info.json") from None
+    from vidalign.inputs import read_json
+
+    info = read_json(path, "clip_info.json")
     if not isinstance(info, dict):
         raise InputError(path, None, "expected a JSON object", 'write {"prompt": ..., ["points": [...]]}')
     return info
@@ -329,17 +325,14 @@ def iter_shard_members(root: str | Path) -> Iterable[tuple[str, str, str, bytes]
     tars = sorted((root / DATA_DIR).rglob("*.tar"))
     if not tars:
         raise InputError(root, DATA_DIR, "no .tar shards found", "pass a vidalign dataset folder")
+    from vidalign.shards import iter_tar_samples
+
     for tar_path in tars:
-        with tarfile.open(tar_path, mode="r:") as tf:
-            for info in tf:
-                if not info.isfile():
-                    continue
-                name = safe_member_path(info.name, str(tar_path))
-                key, member = split_member(name)
-                fh = tf.extractfile(info)
-                if fh is None:
-                    continue
-                yield str(tar_path), key.rsplit("/", 1)[-1], member, fh.read()
+        for sample in iter_tar_samples(tar_path, raw=True, source=str(tar_path)):
+            key = sample["__key__"]
+            for member, data in sample.items():
+                if not member.startswith("__"):
+                    yield str(tar_path), key.rsplit("/", 1)[-1], member, data
 
 
 def read_shard_folder(root: str | Path) -> list[Clip]:
@@ -355,8 +348,8 @@ def read_shard_folder(root: str | Path) -> list[Clip]:
         elif member == "json":
             try:
                 infos[key] = json.loads(data)
-            except json.JSONDecodeError as exc:
-                raise InputError(where, None, f"not valid JSON ({exc.msg})", "rebuild the shard") from None
+            except (ValueError, RecursionError) as exc:
+                raise InputError(where, None, f"not valid JSON ({exc})", "rebuild the shard") from None
     if not masks:
         raise InputError(root, "mask.npz", "no sample has a mask.npz member", "segment the videos first")
     return [Clip(k, m, infos.get(k, {}) if isinstance(infos.get(k), dict) else {}, src)
@@ -373,6 +366,12 @@ def read_clips(root: str | Path, require_info: bool = True) -> list[Clip]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise InputError(root, None, "holds no clip folders", "pass the folder that contains one folder per clip")
+    from vidalign.inputs import inside
+
+    for p in folders:  # never read a clip through a symlink that leaves the folder
+        for f in ("mask.npz", "clip_info.json"):
+            if (p / f).exists():
+                inside(p / f, root, f)
     return [read_clip_folder(p, require_info) for p in folders]
 
 

@@ -9,7 +9,6 @@ that raises, and appends the NaN-means to a results text file. :func:`evaluate_c
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,15 +55,13 @@ def read_metrics_config(path: str | Path) -> list[ConfigEntry]:
         raise InputError(path, None, "metrics config not found", "pass a JSONL with gt_mask, gt_fps, pd_mask, pd_fps")
     base = path.parent
     entries = []
-    with path.open(encoding="utf-8") as fh:
-        for n, raw in enumerate(fh, start=1):
+    from vidalign.inputs import parse_json, read_text
+
+    if True:
+        for n, raw in enumerate(read_text(path, "metrics config").splitlines(), start=1):
             if not raw.strip():
                 continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{n}", None, f"not valid JSON ({exc.msg})",
-                                 "write one object per line, as configs/eval/*.jsonl") from None
+            obj = parse_json(raw, path, n)
             if not isinstance(obj, dict):
                 raise InputError(f"{path}:{n}", None, f"expected an object, got {type(obj).__name__}",
                                  'write {"gt_mask": ..., "gt_fps": ..., "pd_mask": ..., "pd_fps": ...}')

@@ -51,12 +51,28 @@ def _ndarray_marker(*args, **kwargs):
     _refuse("a direct numpy.ndarray(...) call")
 
 
+def _check_size(shape, dtype) -> None:
+    """Refuse an array larger than the readers' limit before numpy allocates it."""
+    from vidalign.inputs import max_array_bytes
+
+    dims = shape if isinstance(shape, (tuple, list)) else (shape,)
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims):
+        _refuse(f"an array shape {shape!r}")
+    n = 1
+    for d in dims:
+        n *= d
+    size = n * np.dtype(dtype).itemsize
+    if size > max_array_bytes():
+        _refuse(f"an array of {size:,} bytes (shape {tuple(dims)}; limit $VIDALIGN_MAX_ARRAY_BYTES)")
+
+
 def _safe_reconstruct(module: str):
     inner = _np_attr(module, "_reconstruct")
 
     def _reconstruct(cls, shape, typecode):
         if cls is not _ndarray_marker or not isinstance(typecode, (bytes, str)):
             _refuse(f"numpy _reconstruct({cls!r}, ...)")
+        _check_size(shape, np.uint8)
         return inner(np.ndarray, shape, typecode)
 
     return _reconstruct
@@ -68,6 +84,7 @@ def _safe_frombuffer(module: str):
     def _frombuffer(buf, dtype, shape, order):
         if not isinstance(buf, (bytes, bytearray)) or not _plain_dtype(dtype):
             _refuse(f"numpy _frombuffer of {type(buf).__name__} as {dtype!r}")
+        _check_size(shape, dtype)
         return inner(buf, dtype, shape, order)
 
     return _frombuffer
@@ -126,6 +143,7 @@ class _RestrictedUnpickler(pickle._Unpickler):
         elif isinstance(inst, np.ndarray):
             if not isinstance(state, tuple) or len(state) < 4 or not _plain_dtype(state[2]):
                 _refuse("a numpy array of a dtype with object references")
+            _check_size(state[1], state[2])
         elif not isinstance(inst, (list, dict, set)):
             _refuse(f"a state for {type(inst).__name__}")
         pickle._Unpickler.load_build(self)
@@ -137,6 +155,7 @@ def restricted_load(data: bytes, source: str) -> object:
     """Unpickle ``data`` allowing only numpy arrays and builtins."""
     try:
         return _RestrictedUnpickler(io.BytesIO(data)).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as exc:
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, MemoryError, OverflowError,
+            IndexError, KeyError, RecursionError, UnicodeError) as exc:
         raise InputError(source, None, f"cannot be read as an authors' track pickle ({exc})",
                          "convert it to tracks JSONL with trusted tools") from None

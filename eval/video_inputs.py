@@ -111,10 +111,14 @@ def list_videos(root: str | Path) -> list[VideoItem]:
         items = []
         if any(p.suffix.lower() in FRAME_SUFFIXES for p in root.iterdir()):  # root itself is one clip
             return [VideoItem(root.name, root.name, path=str(root))]
+        from vidalign.inputs import inside
+
         for p in sorted(root.rglob("*")):
             rel = p.relative_to(root).as_posix()
             if any(part.startswith(".") for part in p.relative_to(root).parts):
                 continue
+            if p.is_file():
+                inside(p, root, "video")  # never read through a symlink that leaves the folder
             if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
                 inner = _folder_video(p.parent) if p.parent != root else None
                 if inner == p.parent:  # a frame folder's preview (movie.gif): the frames are the clip

@@ -143,6 +143,7 @@ def _identity(x: Any) -> Any:
 @register_builder
 class LatentsBuilder(Builder):
     name = "latents"
+    input_args = ("in_dir",)
     description = ("VAE latents of a vidalign video dataset: every video member's latent mean and log-variance "
                    "(float16), the prompt's text-encoder embedding and mask, every other member and the json kept.")
     tags = ["latents", "vae", "text-to-video"]

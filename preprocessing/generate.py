@@ -9,7 +9,6 @@ Wan2.1-T2V-1.3B, 81 frames, 480×832, 16 fps, 50 steps, guidance 5, flow shift 5
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import inspect
 import json
@@ -112,18 +111,22 @@ def iter_prompt_file(path: str | Path) -> Iterator[PromptRecord]:
     """Prompts of a CSV (DSR schema: ``prompt_id``, ``prompt``, ...), JSONL (``{"prompt": ...}``), JSON (a list,
     ``{"prompts": [...]}`` or VideoDPO's ``{"000000.mp4": prompt}``) or txt file (one prompt a line, ids
     ``000000``, ``000001``, ... as VideoDPO names the videos)."""
+
+    from vidalign.inputs import read_text
+
     path = Path(path)
     src = str(path)
     suffix = path.suffix.lower()
+    text = read_text(path, "prompt file") if suffix in (".csv", ".json", ".jsonl", ".txt") else ""
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "prompt" not in reader.fieldnames:
-                raise InputError(src, "prompt", f"CSV columns are {reader.fieldnames}",
-                                 "add a 'prompt' column (and 'prompt_id')")
-            for i, row in enumerate(reader):
-                yield _record(src, row, i)
-    elif suffix == ".json" and (whole := _whole_json(path)) is not None:
+        from vidalign.inputs import read_csv
+
+        header, rows = read_csv(path, "prompt file")
+        if "prompt" not in header:
+            raise InputError(src, "prompt", f"CSV columns are {header}", "add a 'prompt' column (and 'prompt_id')")
+        for i, (_, row) in enumerate(rows):
+            yield _record(src, row, i)
+    elif suffix == ".json" and (whole := _whole_json(text, src)) is not None:
         # a JSON document: a list, {"prompts": [...]}, or VideoDPO's {"000000.mp4": prompt} (ids 000000, ...)
         from vidalign.datasets_builders.vidprom import json_prompt_rows
 
@@ -131,33 +134,35 @@ def iter_prompt_file(path: str | Path) -> Iterator[PromptRecord]:
         for i, row in enumerate(rows):
             yield _record(src, row, i)
     elif suffix in (".jsonl", ".json"):
-        with path.open(encoding="utf-8") as f:
-            for i, line in enumerate(x for x in f if x.strip()):
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(src, None, f"line {i + 1} is not JSON ({exc.msg})", "write one object per line") \
-                        from exc
+        from vidalign.inputs import parse_json
+
+        if True:
+            for i, line in enumerate(x for x in text.splitlines() if x.strip()):
+                row = parse_json(line, src, i + 1)
                 if isinstance(row, str):
                     row = {"prompt": row}
                 if not isinstance(row, dict):
                     raise InputError(src, None, f"line {i + 1} is {type(row).__name__}", 'write {"prompt": ...}')
                 yield _record(src, row, i)
     elif suffix == ".txt":
-        with path.open(encoding="utf-8") as f:
-            for i, line in enumerate(x for x in f if x.strip()):
+        if True:
+            for i, line in enumerate(x for x in text.splitlines() if x.strip()):
                 yield _record(src, {"prompt": line.strip()}, i)
     else:
         raise InputError(src, None, f"unknown prompt file type {suffix!r}",
                          "use .csv (prompt_id,prompt), .jsonl or .txt, or a vidalign dataset folder")
 
 
-def _whole_json(path: Path):
+def _whole_json(text: str, src: str):
     """The file as one JSON document, or None when it is JSON lines."""
+    from vidalign.inputs import check_finite
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return check_finite(json.loads(text), src)
     except json.JSONDecodeError:
         return None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(src, None, f"not valid JSON ({exc})", "fix the file") from None
 
 
 def check_unique(records: list[PromptRecord], source: str) -> list[PromptRecord]:
@@ -284,6 +289,7 @@ def read_prompts(source: str, config: str = "prompts", split: str = "train", lim
 @register_builder
 class CandidatesBuilder(Builder):
     name = "candidates"
+    input_args = ("prompts",)
     description = ("Candidate videos from a diffusers text-to-video pipeline: N per prompt, each with its seed, "
                    "the prompt's fields and the generation settings in its json.")
     tags = ["text-to-video", "candidates", "generated"]

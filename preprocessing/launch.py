@@ -83,6 +83,7 @@ def _clear(name: str, args: dict, opts: BuildOptions) -> None:
     _, configs = _plan_configs(name, args, opts)
     (opts.out / mf.MANIFEST_NAME).unlink(missing_ok=True)
     shutil.rmtree(opts.out / mf.MANIFEST_PARTS_DIR, ignore_errors=True)
+    shutil.rmtree(opts.out / mf.JOURNAL_DIR, ignore_errors=True)
     for config in configs:
         shutil.rmtree(opts.out / DATA_DIR / config, ignore_errors=True)
 

@@ -13,6 +13,7 @@ PSFT (§3); VideoDPO (§2) is a YAML away (``training/configs/videodpo_dpo.yaml`
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,6 +174,10 @@ class BaseTrainingConfig(TrainingArguments):
     def __post_init__(self):
         o = self._owner()
         require(self.max_steps > 0, o, "max_steps", self.max_steps, "streams are max_steps driven: set max_steps > 0")
+        require(self.gradient_accumulation_steps >= 1, o, "gradient_accumulation_steps",
+                self.gradient_accumulation_steps, "use >= 1 (1: no accumulation)")
+        require(self.per_device_train_batch_size >= 1, o, "per_device_train_batch_size",
+                self.per_device_train_batch_size, "use >= 1")
         for name, ignored, fix in UNSUPPORTED_OPTIONS:
             value = getattr(self, name, ignored[0])
             value = getattr(value, "value", value)  # enums (eval_strategy)
@@ -420,6 +425,8 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
             value = float(value)
         if not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: option {key}={value!r} is not a number; write e.g. {key}={default!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: option {key}={value!r} is not a finite number; write e.g. {key}={default!r}")
     return value
 
 
@@ -432,7 +439,7 @@ def parse_overrides(overrides: list[str] | None, source: str = "command line") -
         key, _, raw = item.partition("=")
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):
             out[key.strip()] = raw
     return out
 
@@ -476,11 +483,9 @@ def read_config_values(path: str | os.PathLike | None, overrides: list[str] | No
     if path is not None:
         if not os.path.isfile(path):
             raise ConfigError(f"--config {path}: file not found; pass an existing YAML file")
-        try:
-            with open(path, encoding="utf-8") as fh:
-                loaded = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        from vidalign.inputs import read_yaml
+
+        loaded = read_yaml(path, "training config") or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping of option: value, got {type(loaded).__name__}")
         values.update(loaded)

@@ -27,6 +27,11 @@ How samples are stored is declared, not coded (:meth:`Builder.layout`): ``tabula
 (prompts, TRL rows: every json field a column); otherwise tar shards, with ``columns`` (json fields also stored as
 top-level columns: ``("prompt.txt", "seed.json")``) and ``gzip_members`` (``("depth.npy",)``).
 
+Inputs are declared so that a resumed build can tell when one changed: ``input_args`` names the ``Args`` fields
+that are input files or folders (each fingerprinted by content in the manifest), :meth:`Builder.inputs` may add
+files they reference or a resolved configuration; an ``Args`` field with ``metadata={"output": False}`` (a rate
+limit, a thread count) does not change the data, so a rerun may change it without ``--overwrite``.
+
 Sample keys come from :meth:`Builder.key` (seed + index). Inputs that fail raise
 :class:`~vidalign.errors.InputError`; inside ``build_shard`` pass them to :meth:`Builder.reject`, which re-raises
 under ``--on-error raise`` and returns a :class:`Rejected` (yield it) under ``--on-error skip``.
@@ -55,6 +60,7 @@ from vidalign.format import (
     sample_key,
     shard_relpath,
 )
+from vidalign.storage import is_remote
 
 # Builders shipped with vidalign: name -> module that registers it (imported on first use, so that
 # `vidalign build kubric-drop` never imports torch-heavy modules of other builders).
@@ -116,7 +122,7 @@ def _opt(default: Any, help: str) -> Any:
 class BuildOptions:
     """Options every builder takes (declared once; the CLI flags come from these fields)."""
 
-    out: Path = field(metadata={"help": "output dataset folder"})
+    out: Path = field(metadata={"help": "output dataset folder, or any fsspec URL (s3://bucket/prefix, gs://…)"})
     seed: int = _opt(0, "base seed; every sample's seed derives from it")
     shard_size: float = _opt(DEFAULT_SHARD_MB, "largest shard size in MB (builders of expensive samples, such as "
                                                 "simulation, cut a config into more, smaller shards so that "
@@ -126,6 +132,12 @@ class BuildOptions:
     workers: int = _opt(1, "parallel worker processes, this one included (local executor)")
     executor: Literal["local", "ray"] = _opt("local", "local process pool, or a Ray cluster")
     ray_address: str | None = _opt(None, "Ray cluster address (default: a local Ray instance)")
+    cpus_per_task: float = _opt(1.0, "CPUs each Ray task reserves (--executor ray)")
+    gpus_per_task: float = _opt(0.0, "GPUs each Ray task reserves (--executor ray; fractions share a GPU)")
+    task_retries: int = _opt(3, "times Ray reruns a task whose worker died or that failed with an OSError; a "
+                                "rerun replaces the shard, never adds one")
+    lock_timeout: float = _opt(0.0, "seconds to wait for another build writing --out to finish (default: stop "
+                                    "at once with a message naming it)")
     shard_index: int | None = _opt(None, "run only slice i of the shard plan (SLURM array, indexed job)")
     num_shards: int | None = _opt(None, "number of slices (with --shard-index)")
     resume: bool = _opt(False, "skip shards that exist and match the manifest, redo the rest")
@@ -133,13 +145,22 @@ class BuildOptions:
     progress: bool = _opt(True, "show progress bars")
 
     def __post_init__(self):
-        self.out = Path(self.out)
-        require(self.shard_size > 0, "build", "shard_size", self.shard_size, "give a size in MB > 0")
+        import math
+
+        self.out = str(self.out) if is_remote(self.out) else Path(self.out)
+        require(math.isfinite(self.shard_size) and self.shard_size > 0, "build", "shard_size", self.shard_size, "give a size in MB > 0")
         require(self.samples_per_shard is None or self.samples_per_shard >= 1, "build", "samples_per_shard",
                 self.samples_per_shard, "give at least 1 sample per shard")
         require(self.on_error in ("raise", "skip"), "build", "on_error", self.on_error, "use raise or skip")
         require(self.workers >= 1, "build", "workers", self.workers, "use at least 1 worker")
         require(self.executor in ("local", "ray"), "build", "executor", self.executor, "use local or ray")
+        require(math.isfinite(self.cpus_per_task) and self.cpus_per_task > 0, "build", "cpus_per_task",
+                self.cpus_per_task, "give a number of CPUs > 0")
+        require(math.isfinite(self.gpus_per_task) and self.gpus_per_task >= 0, "build", "gpus_per_task",
+                self.gpus_per_task, "give a number of GPUs >= 0")
+        require(self.task_retries >= 0, "build", "task_retries", self.task_retries, "give 0 or more retries")
+        require(math.isfinite(self.lock_timeout) and self.lock_timeout >= 0, "build", "lock_timeout",
+                self.lock_timeout, "give seconds >= 0")
         require((self.shard_index is None) == (self.num_shards is None), "build", "shard_index",
                 self.shard_index, "give --shard-index and --num-shards together")
         if self.num_shards is not None:
@@ -167,6 +188,8 @@ class Builder:
     gzip_members: ClassVar[tuple[str, ...]] = ()
     # samples take seconds each (simulation, rendering, generation): plan enough shards for every worker
     expensive_samples: ClassVar[bool] = False
+    # Args fields naming input files or folders: fingerprinted by content in the manifest (see inputs())
+    input_args: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, args: Any, seed: int = 0, on_error: str = "raise", samples_per_shard: int | None = None,
                  shard_size: float = DEFAULT_SHARD_MB):
@@ -193,6 +216,21 @@ class Builder:
 
     def finalize(self, folder: Path, manifest: dict) -> None:
         """Called once every planned shard exists (write previews or plots here)."""
+
+    def inputs(self) -> dict[str, Any]:
+        """What the data is made from, fingerprinted in the manifest so that ``--resume`` refuses to mix old and
+        new: ``{label: path}`` (a file or folder, hashed by content) or ``{label: value}`` (a resolved
+        configuration, hashed as canonical JSON). The default lists the fields named in ``input_args``; builders
+        add files their inputs reference (override and extend ``super().inputs()``)."""
+        out: dict[str, Any] = {}
+        for name in self.input_args:
+            value = getattr(self.args, name, None)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for i, v in enumerate(values):
+                if v is not None and not is_remote(v):
+                    out[_flag(name) + (f"[{i}]" if isinstance(value, (list, tuple)) and len(values) > 1 else "")] = \
+                        Path(v)
+        return out
 
     def layout(self, config: str) -> Layout:
         """How ``config`` is stored: Parquet when ``tabular``, else tar with the declared ``columns`` and
@@ -277,19 +315,40 @@ def register_builder(cls: type[Builder]) -> type[Builder]:
 def get_builder(name: str) -> type[Builder]:
     if name not in _REGISTRY and name in KNOWN_BUILDERS:
         importlib.import_module(KNOWN_BUILDERS[name])
+    if name not in _REGISTRY and ":" in name:  # module:Class, a builder of the user's own
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise VidalignError(f"builder {name!r}: cannot import it ({exc}); give module:Class of an importable "
+                                "module (on PYTHONPATH)") from None
+        if not (isinstance(cls, type) and issubclass(cls, Builder)):
+            raise VidalignError(f"builder {name!r} is not a vidalign.builder.Builder subclass")
+        return cls
     if name not in _REGISTRY:
-        raise VidalignError(f"unknown builder {name!r}; choose one of: {', '.join(builder_names())}")
+        raise VidalignError(f"unknown builder {name!r}; choose one of: {', '.join(builder_names())} (or give "
+                            "module:Class of your own)")
     return _REGISTRY[name]
+
+
+def builder_class(ref) -> type[Builder]:
+    """A builder class from a registered name, ``module:Class``, or the class itself."""
+    if isinstance(ref, type) and issubclass(ref, Builder):
+        if not ref.name or ref.Args is None or not dataclasses.is_dataclass(ref.Args):
+            raise VidalignError(f"{ref.__name__} needs a `name` and a dataclass `Args`")
+        return ref
+    return get_builder(ref)
 
 
 def builder_names() -> list[str]:
     return sorted(set(KNOWN_BUILDERS) | set(_REGISTRY))
 
 
-def make_builder(name: str, args: dict, seed: int = 0, on_error: str = "raise",
+def make_builder(name, args: dict, seed: int = 0, on_error: str = "raise",
                  samples_per_shard: int | None = None, shard_size: float = DEFAULT_SHARD_MB) -> Builder:
-    """Instantiate a builder from its name and an args dict (validated by its ``Args.__post_init__``)."""
-    cls = get_builder(name)
+    """Instantiate a builder from its name (or class) and an args dict (validated by its ``Args.__post_init__``)."""
+    cls = builder_class(name)
+    name = cls.name
     known = {f.name for f in dataclasses.fields(cls.Args)}
     unknown = sorted(set(args) - known)
     if unknown:
@@ -299,6 +358,29 @@ def make_builder(name: str, args: dict, seed: int = 0, on_error: str = "raise",
     except TypeError as exc:
         raise ConfigError(f"builder {name!r}: {exc}") from exc
     return cls(parsed, seed=seed, on_error=on_error, samples_per_shard=samples_per_shard, shard_size=shard_size)
+
+
+def output_args(cls: type[Builder], args: dict) -> dict:
+    """The arguments that change the data: all but the ``Args`` fields declared ``metadata={"output": False}``."""
+    neutral = {f.name for f in dataclasses.fields(cls.Args) if f.metadata.get("output") is False}
+    return {k: v for k, v in args.items() if k not in neutral}
+
+
+def fingerprint_inputs(builder: Builder) -> dict[str, dict]:
+    """``{label: {"path", "sha256"}}`` of every declared input (:meth:`Builder.inputs`), hashed by content."""
+    import hashlib
+    import json
+
+    from vidalign.inputs import fingerprint
+
+    out = {}
+    for label, value in builder.inputs().items():
+        if isinstance(value, Path):
+            out[label] = {"path": str(value), "sha256": fingerprint(value)}
+        else:
+            text = json.dumps(_jsonable(value), sort_keys=True, default=str)
+            out[label] = {"sha256": hashlib.sha256(text.encode()).hexdigest()}
+    return out
 
 
 # -- argparse from dataclasses ------------------------------------------------------------------------------------
@@ -348,10 +430,12 @@ def add_options(parser) -> None:
     add_dataclass_arguments(parser, BuildOptions)
 
 
-def equivalent_command(name: str, args: dict, opts: BuildOptions) -> str:
+def equivalent_command(name, args: dict, opts: BuildOptions) -> str:
     """The ``vidalign build`` command line that reproduces a build made through the Python API."""
-    argv = ["build", name]
-    defaults = {f.name: f.default for f in dataclasses.fields(get_builder(name).Args)}
+    cls = builder_class(name)
+    ref = cls.name if cls.name in _REGISTRY and _REGISTRY[cls.name] is cls else f"{cls.__module__}:{cls.__qualname__}"
+    argv = ["build", ref]
+    defaults = {f.name: f.default for f in dataclasses.fields(cls.Args)}
     opt_defaults = {f.name: f.default for f in dataclasses.fields(BuildOptions)}
     for source, dflt in ((args, defaults), ({k: getattr(opts, k) for k in ("out", "seed", "shard_size",
                          "samples_per_shard", "on_error")}, opt_defaults)):

@@ -30,7 +30,10 @@ SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"
 
 
 def config_schema(entry: dict) -> dict[str, dict]:
-    return feats.merge_all([rec["schema"] for _, rec in sorted(entry["shards"].items())])
+    """A config's merged feature summary (format 2.1: stored once per config; 2.0: merged from its shards)."""
+    from vidalign.manifest import config_schema as merged
+
+    return merged(entry)
 
 
 def container(entry: dict) -> str:

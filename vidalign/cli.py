@@ -81,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vidalign: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vidalign info ... | head`: the reader left; say nothing more (as git does)
+        _silence_stdout()
+        return 141
+    except MemoryError:
+        print("vidalign: error: out of memory; an input may declare a huge array or member (check it with "
+              "`vidalign verify --decode`), or use fewer --workers / a smaller batch", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the environment (disk, permissions, network), not a bug: say what to do
+        from vidalign.storage import describe_os_error
+
+        print(f"vidalign: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     except Exception as exc:  # an unexpected bug: one line, full traceback only on request
         if os.environ.get("VIDALIGN_DEBUG"):
             raise
@@ -88,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     return int(code or 0)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so that Python's exit flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

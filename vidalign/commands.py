@@ -23,8 +23,11 @@ def register(sub, groups) -> None:
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("verify", help="check every shard against the manifest (sha256, counts, keys)")
-    p.add_argument("folder")
+    p.add_argument("folder", help="dataset folder or fsspec URL (s3://bucket/prefix)")
     p.add_argument("--quick", action="store_true", help="checksums only, no per-sample check")
+    p.add_argument("--decode", action="store_true",
+                   help="also decode every member with the readers' limits (JSON, UTF-8 text, .npy/.npz headers, "
+                        "gzip), as training and `vidalign.data.load` will")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("info", help="configs, splits, counts, sizes and a sample's fields")
@@ -76,7 +79,7 @@ def run_builder_command(builder: str, ns: dict, fallback_argv: list[str], label:
     print(f"{label or builder}: {s['built_shards']} shard(s) built, {s['skipped_shards']} already done, "
           f"{s['samples']} samples, {s['rejected']} rejected in {s['seconds']} s → {opts.out} [{configs}]")
     if s["rejected"]:
-        print(f"rejected inputs are listed in {opts.out / 'manifest.json'}")
+        print(f"rejected inputs are listed in {opts.out}/manifest.json")
     return m
 
 
@@ -109,7 +112,7 @@ def cmd_build(args) -> int:
 def cmd_verify(args) -> int:
     from vidalign import manifest as mf
 
-    problems = mf.verify(args.folder, check_samples=not args.quick)
+    problems = mf.verify(args.folder, check_samples=not args.quick, decode=args.decode)
     if problems:
         for p in problems:
             print(f"FAIL {p}", file=sys.stderr)
@@ -118,7 +121,8 @@ def cmd_verify(args) -> int:
     m = mf.load(args.folder)
     n = sum(len(e["shards"]) for e in m["configs"].values())
     s = sum(r["samples"] for e in m["configs"].values() for r in e["shards"].values())
-    print(f"OK {args.folder}: {n} shard(s), {s} samples, every checksum and count matches")
+    print(f"OK {args.folder}: {n} shard(s), {s} samples, every checksum and count matches"
+          + (", every member decodes" if args.decode else ""))
     return 0
 
 

@@ -166,12 +166,27 @@ def load(folder: str | os.PathLike, config: str | None = None, split: str | None
     if not (folder / MANIFEST_NAME).exists() and not (folder / "README.md").exists():
         raise VidalignError(f"{folder}: not a dataset folder (no manifest.json or README.md)")
     _refuse_pickle_members(folder)
+    _refuse_duplicate_keys(folder)
     # datasets keys its cache of a local folder on the card's YAML, not on the path or the shard contents, so
     # two builds with the same card would share (stale) Arrow files: key ours on path + shard checksums
     kw = {} if streaming else {"cache_dir": _cache_dir(folder)}
     if video_decode and not torchcodec_available():  # asked to decode: fail before preparing anything
         raise torchcodec_missing()
-    ds = datasets.load_dataset(str(folder), config, split=split, streaming=streaming, **kw)
+    try:
+        ds = datasets.load_dataset(str(folder), config, split=split, streaming=streaming, **kw)
+    except (VidalignError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # datasets names neither shard nor key: find the member it tripped on
+        from vidalign.shards import find_bad_member
+
+        try:
+            paths = shard_paths(folder, config, split or "train")
+        except VidalignError:
+            raise exc from None
+        bad = find_bad_member(paths)
+        if bad is None:
+            raise
+        raise VidalignError(f"{bad} (datasets.load_dataset failed: {type(exc).__name__})") from exc
     if video_decode is None:
         video_decode = torchcodec_available()
     if not video_decode:
@@ -240,6 +255,22 @@ def _undecode_videos(ds):
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         return type(ds)({k: fix(v) for k, v in ds.items()})
     return fix(ds)
+
+
+def _refuse_duplicate_keys(folder: Path) -> None:
+    """Two shards of a config whose key ranges overlap hold the same keys (a mixed or copied build): refuse the
+    folder, naming both (the manifest's key ranges make this a check of the manifest only)."""
+    from vidalign import manifest as mf
+
+    if not (folder / MANIFEST_NAME).exists():
+        return
+    for config, entry in mf.load(folder)["configs"].items():
+        ranges = sorted((rel.rsplit("/", 1)[-1].split("-")[0], r["first_key"], r["last_key"], rel)
+                        for rel, r in entry["shards"].items() if r.get("first_key") and r.get("last_key"))
+        for (sa, a0, a1, ra), (sb, b0, b1, rb) in zip(ranges, ranges[1:]):
+            if sa == sb and b0 <= a1 and a0.split("-")[0] == b0.split("-")[0]:
+                raise VidalignError(f"{folder}: shards {ra} and {rb} of config {config!r} overlap in sample keys "
+                                    f"({b0}..{min(a1, b1)}): duplicate keys; rebuild the config (--overwrite)")
 
 
 def _refuse_pickle_members(folder: Path) -> None:

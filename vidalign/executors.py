@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import collections
 import multiprocessing as mp
+import os
 import queue as queue_mod
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -63,22 +65,56 @@ def _set_sink(sink) -> None:
     _pending.clear()
 
 
-def _init_pool_worker(queue) -> None:  # runs once in every pool process
-    _set_sink(lambda job, n: queue.put((job, n)))
+PARENT_POLL_SECONDS = 0.5
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker as soon as the process that started it is gone (SIGKILLed by the OOM killer, say): the
+    worker is re-parented, so ``getppid()`` changes. Without this, pool workers would finish their shard and then
+    wait on their task queue forever."""
+    while True:
+        time.sleep(PARENT_POLL_SECONDS)
+        if os.getppid() != parent:
+            os._exit(70)
+
+
+def _init_pool_worker(queue, parent: int) -> None:  # runs once in every pool process
+    threading.Thread(target=_watch_parent, args=(parent,), name="vidalign-parent-watch", daemon=True).start()
+    if queue is not None:
+        _set_sink(lambda job, n: queue.put((job, n)))
+
+
+def ship_by_value(obj) -> None:
+    """Make Ray send ``obj``'s module by value (its code travels with the task): a builder defined in a script,
+    a notebook or a module the Ray workers cannot import still runs there."""
+    module = sys.modules.get(getattr(obj, "__module__", ""))
+    if module is None or module.__name__ == "__main__":
+        return  # cloudpickle sends __main__ objects by value already
+    try:
+        from ray import cloudpickle
+    except ImportError:
+        return
+    try:
+        cloudpickle.register_pickle_by_value(module)
+    except (ValueError, TypeError):  # a package (not a plain module), or registered already
+        pass
 
 
 def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], on_result: Callable[[Any], None], *,
               executor: str = "local", workers: int = 1, ray_address: str | None = None,
-              on_progress: ProgressFn | None = None, on_idle: Callable[[], None] | None = None) -> None:
+              on_progress: ProgressFn | None = None, on_idle: Callable[[], None] | None = None,
+              cpus_per_task: float = 1.0, gpus_per_task: float = 0.0, retries: int = 3) -> None:
     """Call ``fn(*task)`` for every task; ``on_result`` receives each result in completion order, and
     ``on_progress(job, n)`` the progress the tasks report (see the module docstring). ``on_idle`` runs once
     in this process when a local pool has handed out every task and waits for the last ones: a caller can
-    prepare what comes next (imports, say) in time that would otherwise be lost."""
+    prepare what comes next (imports, say) in time that would otherwise be lost. On Ray, each task reserves
+    ``cpus_per_task``/``gpus_per_task`` and is rerun up to ``retries`` times when its worker dies or it raises an
+    ``OSError`` (tasks must be idempotent: a shard task publishes the same path each time)."""
     tasks = list(tasks)
     if not tasks:
         return
     if executor == "ray":
-        _run_ray(fn, tasks, on_result, ray_address, workers, on_progress)
+        _run_ray(fn, tasks, on_result, ray_address, workers, on_progress, cpus_per_task, gpus_per_task, retries)
     elif workers <= 1 or len(tasks) == 1:
         previous = _sink
         _set_sink(on_progress)
@@ -134,7 +170,7 @@ def _run_pool(fn, tasks, on_result, workers: int, on_progress: ProgressFn | None
                 on_progress(*msg)
         drain = threading.Thread(target=pump, name="vidalign-progress", daemon=True)
         drain.start()
-    init = (_init_pool_worker, (queue,)) if queue is not None else (None, ())
+    init = (_init_pool_worker, (queue, os.getpid()))
     feeder = _Feeder(tasks)
     recorded, previous, spawned = 0, _sink, min(workers - 1, len(tasks) - 1)
     _set_sink(on_progress)
@@ -184,7 +220,8 @@ def _ray_task(queue, fn, *args):
         _set_sink(None)
 
 
-def _run_ray(fn, tasks, on_result, address: str | None, workers: int, on_progress: ProgressFn | None) -> None:
+def _run_ray(fn, tasks, on_result, address: str | None, workers: int, on_progress: ProgressFn | None,
+             cpus_per_task: float = 1.0, gpus_per_task: float = 0.0, retries: int = 3) -> None:
     try:
         import ray
     except ImportError as exc:
@@ -193,7 +230,8 @@ def _run_ray(fn, tasks, on_result, address: str | None, workers: int, on_progres
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=max(1, workers), log_to_driver=False, include_dashboard=False)
+            ray.init(num_cpus=max(1, workers, int(cpus_per_task + 0.999)), log_to_driver=False,
+                     include_dashboard=False)
     queue = None
     if on_progress is not None:
         from ray.util.queue import Queue
@@ -206,7 +244,8 @@ def _run_ray(fn, tasks, on_result, address: str | None, workers: int, on_progres
             for job, count in (queue.get_nowait_batch(n) if n else []):
                 on_progress(job, count)
 
-    remote = ray.remote(_ray_task)
+    remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=retries,
+                        retry_exceptions=[OSError] if retries else False)(_ray_task)
     pending = [remote.remote(queue, fn, *t) for t in tasks]
     try:
         while pending:

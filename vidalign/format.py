@@ -8,7 +8,10 @@ A dataset folder is a valid Hugging Face Hub dataset repository::
     │                                  with dtype and shape), license, task categories, one section per config
     ├── manifest.json                  format + package version, per config: builder, arguments, seeds, command,
     │                                  container, shards (samples, key range, sha256, bytes), rejected inputs
+    ├── manifest.d/<config>/*.json     the manifest's journal: one record per shard finished since the manifest
+    │                                  was last compacted (only while a build runs, or after one was killed)
     ├── manifest.parts/                only while a sliced build (--shard-index/--num-shards) is being merged
+    ├── .vidalign/lock*.json           the build lock (only while a build runs, or after one was killed)
     ├── previews/                      optional PNG/GIF previews and plots shown in the card
     └── data/<config>/<split>-<shard:05d>-of-<total:05d>.<ext>
             .tar      WebDataset configs (media, dense arrays): every sample has the same members
@@ -30,7 +33,8 @@ and any other JSON value (number, bool, list, null) ``<field>.json``; ``json`` k
 readers that take ``sample["json"]`` see the whole record. ``<member>.gz`` is decompressed by ``datasets``,
 ``webdataset`` (its ``gzfilter``) and vidalign; vidalign's readers return it under its name without ``.gz``.
 
-Shards are written as ``<name>.<ext>.tmp`` and renamed when complete. Sample keys are deterministic:
+Shards are written as ``<name>.<ext>.<attempt>.tmp`` (unique per attempt) and renamed when complete (on object
+stores: uploaded whole, see :mod:`vidalign.storage`). Sample keys are deterministic:
 ``s<seed>-<index:08d>`` (no dots: WebDataset splits a member name at the first dot of its basename).
 
 Member encodings (:func:`encode_member` / :func:`decode_member`), decoded safely by ``datasets``, ``webdataset``
@@ -44,7 +48,9 @@ Member encodings (:func:`encode_member` / :func:`decode_member`), decoded safely
   reader, whatever a manifest says.
 
 Format history: 1.0 — tar shards only, metadata in ``json`` only, raw ``.npy`` depth. 2.0 — Parquet configs,
-column members, ``.gz`` members, card fingerprint. Readers accept both (:data:`READABLE_MAJORS`).
+column members, ``.gz`` members, card fingerprint. 2.1 — the manifest: a journal of per-shard records
+(``manifest.d/``), the feature schema once per config (not per shard), input fingerprints (``inputs``); shards
+are unchanged. Readers accept all of them (:data:`READABLE_MAJORS`).
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ import numpy as np
 
 from vidalign.errors import VidalignError
 
-FORMAT_VERSION = "2.0"
+FORMAT_VERSION = "2.1"
 READABLE_MAJORS = ("1", "2")
 DATA_DIR = "data"
 MANIFEST_NAME = "manifest.json"
@@ -134,6 +140,23 @@ def shard_relpath(config: str, split: str, index: int, total: int, ext: str = "t
 def split_glob(config: str, split: str, ext: str = "tar") -> str:
     """The card's ``data_files`` pattern for one config and split."""
     return f"{DATA_DIR}/{config}/{split}-*.{ext}"
+
+
+def tmp_name(name: str, token: str) -> str:
+    """The temporary name of one attempt at writing ``name``: ``<name>.<token>.tmp`` (unique per attempt, so two
+    attempts — a retried task, a second build — never write the same file)."""
+    return f"{name}.{token}{TMP_SUFFIX}"
+
+
+def tmp_shard_of(name: str) -> str | None:
+    """The shard a temporary file name belongs to (``x.tar.<token>.tmp`` or a 2.0 ``x.tar.tmp``), else None."""
+    if not name.endswith(TMP_SUFFIX):
+        return None
+    base = name[: -len(TMP_SUFFIX)]
+    for cand in (base, base.rsplit(".", 1)[0]):
+        if SHARD_RE.match(cand):
+            return cand
+    return None
 
 
 def container_of(path: str) -> str:
@@ -246,9 +269,20 @@ def gzip_bytes(data: bytes, level: int = GZIP_LEVEL) -> bytes:
     return gzip.compress(data, compresslevel=level, mtime=0)
 
 
-def gunzip_bytes(data: bytes, member: str = "<member>") -> bytes:
+def gunzip_bytes(data: bytes, member: str = "<member>", limit: int | None = None) -> bytes:
+    """Decompress a gzip member, refusing one that inflates past ``limit`` bytes (a gzip bomb) before it does."""
+    from vidalign.inputs import max_member_bytes
+
+    limit = max_member_bytes() if limit is None else limit
     try:
-        return gzip.decompress(data)
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out = d.decompress(data, limit + 1)
+        if len(out) > limit:
+            raise VidalignError(f"member {member!r}: decompresses to more than {limit:,} bytes; refusing it (raise "
+                                "$VIDALIGN_MAX_MEMBER_BYTES if it is genuine)")
+        if not d.eof:
+            raise EOFError("compressed data ends before the end-of-stream marker")
+        return out
     except (OSError, EOFError, zlib.error) as exc:
         raise VidalignError(f"member {member!r}: not valid gzip data ({exc}); rebuild or re-download the shard") \
             from exc
@@ -284,22 +318,36 @@ def encode_member(member: str, value: Any) -> bytes:
     raise VidalignError(f"member {member!r}: expected encoded bytes for .{ext}, got {type(value).__name__}")
 
 
-def decode_member(member: str, data: bytes) -> Any:
-    """Inverse of :func:`encode_member`; arrays are loaded with ``allow_pickle=False``; pickle-capable members
-    are refused, never loaded."""
-    check_safe_member(member, "reader")
+def decode_member(member: str, data: bytes, where: str | None = None) -> Any:
+    """Inverse of :func:`encode_member`; arrays are loaded with ``allow_pickle=False`` after their header is
+    checked (:func:`vidalign.inputs.npy_header`: no allocation larger than the bytes present); pickle-capable
+    members are refused, never loaded. Errors name ``where`` (shard and key) and the member."""
+    from vidalign.inputs import load_npy, load_npz
+
+    src = f"{where}: member {member!r}" if where else f"member {member!r}"
+    check_safe_member(member, where or "reader")
     if member.endswith(GZIP_SUFFIX):
-        return decode_member(logical_member(member), gunzip_bytes(data, member))
+        try:
+            raw = gunzip_bytes(data, member)
+        except VidalignError as exc:
+            raise VidalignError(f"{where}: {exc}" if where else str(exc)) from None
+        return decode_member(logical_member(member), raw, where)
     ext = member_extension(member)
     if ext == "json":
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise VidalignError(f"{src}: not valid JSON ({exc}); rebuild or re-download the shard") from None
     if ext == "npy":
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        return load_npy(data, src)
     if ext == "npz":
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        return load_npz(data, src)
     if ext == "txt":
-        return data.decode("utf-8")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise VidalignError(f"{src}: not UTF-8 text ({exc.reason} at byte {exc.start}); rebuild the shard") \
+                from None
     return data
 
 
@@ -313,6 +361,8 @@ def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
     for k, v in sample.items():
         if k.startswith("__"):
             out[k] = v.decode("utf-8") if isinstance(v, bytes) else v
-        else:
-            out[k] = decode_member(k, bytes(v)) if isinstance(v, (bytes, bytearray, memoryview)) else v
+    where = f"{out.get('__url__', '<shard>')}: sample {out.get('__key__')!r}"
+    for k, v in sample.items():
+        if not k.startswith("__"):
+            out[k] = decode_member(k, bytes(v), where) if isinstance(v, (bytes, bytearray, memoryview)) else v
     return out

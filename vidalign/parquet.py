@@ -28,10 +28,11 @@ from vidalign.format import (
     BYTES_EXTENSIONS,
     KEY_COLUMN,
     MEMBER_RE,
-    TMP_SUFFIX,
     check_safe_member,
     member_extension,
+    tmp_name,
 )
+from vidalign.storage import attempt_token, write_error
 
 ROW_GROUP_BYTES = 64 << 20  # a row group is cut at this size (estimated) ...
 ROW_GROUP_ROWS = 100_000  # ... or this many rows (the Hub viewer reads whole row groups: keep them small)
@@ -89,7 +90,7 @@ class ParquetShardWriter:
         self.root = Path(root)
         self.relpath = relpath
         self.path = self.root / relpath
-        self.tmp = self.path.with_name(self.path.name + TMP_SUFFIX)
+        self.tmp = self.path.with_name(tmp_name(self.path.name, attempt_token()))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._summarize, self._fsync = summarize, fsync
         self._members: list[str] | None = None
@@ -256,13 +257,17 @@ class ParquetShardWriter:
                                 "config must store the same types") from exc
         schema = schema.with_metadata(None)
         kw = {"compression": COMPRESSION, "write_statistics": True}
-        with pq.ParquetWriter(self.tmp, schema, **kw) as w:
-            for g in self._groups:
-                w.write_table(g.select(schema.names).cast(schema), row_group_size=max(1, g.num_rows))
-        if self._fsync:
-            with open(self.tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(self.tmp, self.path)
+        try:
+            with pq.ParquetWriter(self.tmp, schema, **kw) as w:
+                for g in self._groups:
+                    w.write_table(g.select(schema.names).cast(schema), row_group_size=max(1, g.num_rows))
+            if self._fsync:
+                with open(self.tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise write_error(exc, self.tmp, "shard") from None
         self._groups = []
         if self._summarize and "json" in (self._members or ()):
             js = self._json_summary(schema)
@@ -277,7 +282,10 @@ class ParquetShardWriter:
 
     def abort(self) -> None:
         self._metas, self._groups = [], []
-        self.tmp.unlink(missing_ok=True)
+        try:
+            self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def __enter__(self) -> ParquetShardWriter:
         return self
@@ -332,9 +340,15 @@ def iter_parquet_samples(path_or_fileobj, decode: bool = True, members: set[str]
     want_json = members is None or "json" in members
     cols = [KEY_COLUMN] + (json_cols if want_json else []) + \
         [m for m in member_cols if members is None or m in members]
+    seen: set[str] = set()
     try:
         for batch in pf.iter_batches(batch_size=batch_rows, columns=cols, use_threads=False):
             keys = batch.column(KEY_COLUMN).to_pylist()
+            for key in keys:
+                if not isinstance(key, str) or key in seen:
+                    raise VidalignError(f"{name}: {'duplicate' if key in seen else 'invalid'} sample key {key!r}; "
+                                        "rebuild the shard")
+                seen.add(key)
             meta = pa.Table.from_batches([batch.select(json_cols)]).to_pylist() \
                 if want_json and json_cols else None
             extra = {}
@@ -344,8 +358,13 @@ def iter_parquet_samples(path_or_fileobj, decode: bool = True, members: set[str]
                 col = batch.column(m)
                 ext = member_extension(m)
                 if ext == "npy":
-                    extra[m] = [arrow_to_array(col, i) if pa.types.is_list(col.type) else np.asarray(col[i].as_py())
-                                for i in range(len(col))]
+                    extra[m] = []
+                    for i in range(len(col)):
+                        try:
+                            extra[m].append(arrow_to_array(col, i) if pa.types.is_list(col.type)
+                                            else np.asarray(col[i].as_py()))
+                        except VidalignError as exc:
+                            raise VidalignError(f"{name}: sample {keys[i]!r}: member {m!r}: {exc}") from None
                 elif ext in BYTES_EXTENSIONS and pa.types.is_struct(col.type):
                     extra[m] = [None if v is None else v["bytes"] for v in col.to_pylist()]
                 else:

@@ -29,7 +29,6 @@ from vidalign.format import (
     GZIP_SUFFIX,
     MEMBER_RE,
     PARQUET,
-    TMP_SUFFIX,
     Layout,
     check_safe_member,
     column_members,
@@ -41,7 +40,10 @@ from vidalign.format import (
     member_extension,
     safe_member_path,
     split_member,
+    tmp_name,
 )
+from vidalign.inputs import max_member_bytes
+from vidalign.storage import attempt_token, write_error
 
 
 class _HashingFile:
@@ -122,9 +124,12 @@ class ShardWriter:
         self.root = Path(root)
         self.relpath = relpath
         self.path = self.root / relpath
-        self.tmp = self.path.with_name(self.path.name + TMP_SUFFIX)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.tmp, "wb")
+        self.tmp = self.path.with_name(tmp_name(self.path.name, attempt_token()))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.tmp, "wb")
+        except OSError as exc:
+            raise write_error(exc, self.tmp, "shard") from None
         self._hash = _HashingFile(self._file)
         self._fsync = fsync
         self._members: list[str] | None = None
@@ -177,7 +182,11 @@ class ShardWriter:
                 f"{self._members}; every sample must have the same members"
             )
         for m in members:
-            self._add(f"{key}.{m}", encode_parts(m, sample[m]))
+            try:
+                self._add(f"{key}.{m}", encode_parts(m, sample[m]))
+            except OSError as exc:
+                self.abort()
+                raise write_error(exc, self.tmp, "shard") from None
             if self._summarize:
                 self._update_schema(m, sample[m])
         self._keys.add(key)
@@ -211,13 +220,17 @@ class ShardWriter:
         """Finish the tar, fsync, rename into place and return its :class:`ShardRecord`."""
         if self.record is not None:
             return self.record
-        self._end_tar()
-        self._file.flush()
-        if self._fsync:  # durability against power loss; a killed process needs none (and --resume re-hashes)
-            os.fsync(self._file.fileno())
-        self._file.close()
-        digest = self._hash.digest()
-        os.replace(self.tmp, self.path)
+        try:
+            self._end_tar()
+            self._file.flush()
+            if self._fsync:  # durability against power loss; a killed process needs none (--resume re-hashes)
+                os.fsync(self._file.fileno())
+            self._file.close()
+            digest = self._hash.digest()
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise write_error(exc, self.tmp, "shard") from None
         self.record = ShardRecord(
             path=self.relpath, samples=self.count, bytes=self._hash.n, sha256=digest,
             first_key=self.first_key, last_key=self.last_key, members=list(self._members or []),
@@ -228,8 +241,14 @@ class ShardWriter:
     def abort(self) -> None:
         """Drop the partial shard (the temporary file is removed; nothing is renamed)."""
         self._hash.digest()
-        self._file.close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        try:
+            self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -306,10 +325,14 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _iter_members(f, name: str) -> Iterator[tuple[str, bytes]]:
+def _iter_members(f, name: str, size: int | None = None) -> Iterator[tuple[str, bytes]]:
     """(member name, data) of a tar stream: one read per header and per member (GNU long names and PAX paths
-    supported; directories and links skipped). Any malformed or truncated part raises a one-line error."""
+    supported; directories and links skipped). Any malformed or truncated part raises a one-line error; a member
+    whose header declares more bytes than the file holds (``size``, when known) or than
+    :func:`~vidalign.inputs.max_member_bytes` is refused before anything is allocated for it."""
     long_name: str | None = None
+    limit = max_member_bytes()
+    pos = 0
     while True:
         header = f.read(tarfile.BLOCKSIZE)
         if not header or header == tarfile.NUL * tarfile.BLOCKSIZE:
@@ -321,7 +344,14 @@ def _iter_members(f, name: str) -> Iterator[tuple[str, bytes]]:
         except tarfile.HeaderError as exc:
             raise VidalignError(f"{name}: shard is corrupt ({exc}); rebuild it (vidalign build ... --resume) "
                                 "or re-download it") from exc
+        pos += tarfile.BLOCKSIZE
+        if info.size > limit or (size is not None and info.size > size - pos):
+            raise VidalignError(f"{name}: member {info.name!r} declares {info.size:,} bytes, more than "
+                                + (f"the {max(0, size - pos):,} left in the file" if size is not None and
+                                   info.size <= limit else f"the {limit:,}-byte limit")
+                                + "; the shard is corrupt: rebuild or re-download it")
         data = f.read(info.size) if info.size else b""
+        pos += info.size + (-info.size % tarfile.BLOCKSIZE)
         if len(data) < info.size:
             raise VidalignError(f"{name}: shard is truncated inside member {info.name!r}; rebuild or re-download it")
         pad = -info.size % tarfile.BLOCKSIZE
@@ -357,21 +387,30 @@ def iter_tar_samples(path_or_fileobj, decode: bool = True, members: set[str] | N
     own = not hasattr(path_or_fileobj, "read")
     try:
         f = open(path_or_fileobj, "rb", buffering=1 << 20) if own else path_or_fileobj
+        size = os.fstat(f.fileno()).st_size if own else _known_size(f)
     except OSError as exc:
         raise VidalignError(f"{name}: cannot open shard ({exc.strerror})") from exc
     current: dict[str, Any] = {}
+    seen: set[str] = set()
     try:
-        for member_name, data in _iter_members(f, name):
+        for member_name, data in _iter_members(f, name, size):
             safe_member_path(member_name, name)
             key, member = split_member(member_name)
             if not member:
                 continue
-            check_safe_member(member, f"{name}: sample {key!r}")
+            where = f"{name}: sample {key!r}"
+            check_safe_member(member, where)
             if current and current["__key__"] != key:
                 yield current
                 current = {}
             if not current:
+                if key in seen:
+                    raise VidalignError(f"{name}: duplicate sample key {key!r} (its members are not contiguous, or "
+                                        "two samples share it); rebuild the shard")
+                seen.add(key)
                 current = {"__key__": key, "__url__": name}
+            elif member in current or (not raw and logical_member(member) in current):
+                raise VidalignError(f"{where}: member {member!r} appears twice; rebuild the shard")
             if raw:
                 if members is None or member in members:
                     current[member] = data
@@ -380,9 +419,14 @@ def iter_tar_samples(path_or_fileobj, decode: bool = True, members: set[str] | N
             if members is not None and logical not in members:
                 continue
             if decode:
-                current[logical] = decode_member(member, data)
+                current[logical] = decode_member(member, data, where)
+            elif logical != member:
+                try:
+                    current[logical] = gunzip_bytes(data, member)
+                except VidalignError as exc:
+                    raise VidalignError(f"{where}: {exc}") from None
             else:
-                current[logical] = gunzip_bytes(data, member) if logical != member else data
+                current[logical] = data
     except OSError as exc:
         raise VidalignError(f"{name}: shard is unreadable ({exc}); rebuild or re-download it") from exc
     finally:
@@ -418,6 +462,19 @@ def iter_shard_samples(path_or_fileobj, decode: bool = True, members: set[str] |
         yield from iter_tar_samples(path_or_fileobj, decode=decode, members=members, source=name)
 
 
+def _known_size(f) -> int | None:
+    """Bytes left in a seekable file object (None for pipes and streams)."""
+    try:
+        if not f.seekable():
+            return None
+        here = f.tell()
+        end = f.seek(0, 2)
+        f.seek(here)
+        return end - here
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
 class _Peekable:
     """A read-only file object whose first bytes can be looked at without consuming them (pipes included)."""
 
@@ -448,6 +505,24 @@ class _Peekable:
         import io
 
         return io.BytesIO(self.read())
+
+
+def find_bad_member(paths: list, decode: bool = True) -> VidalignError | None:
+    """The first problem a careful read of ``paths`` finds — a member that does not decode within the readers'
+    limits, a duplicate key (within a shard, or across shards) — as an error naming shard, key and member; None
+    when every sample reads. Used to explain a failure inside another library (``datasets``)."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        try:
+            for sample in iter_shard_samples(path, decode=decode, source=str(path)):
+                key = sample["__key__"]
+                if key in seen:
+                    return VidalignError(f"{path}: sample key {key!r} also appears in {seen[key]}; keys must be "
+                                         "unique across a dataset: rebuild one of the shards")
+                seen[key] = str(path)
+        except VidalignError as exc:
+            return exc
+    return None
 
 
 def open_writer(root: str | os.PathLike, relpath: str, layout: Layout | None = None, summarize: bool = True,

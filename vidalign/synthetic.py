@@ -29,7 +29,7 @@ class SyntheticBuilder(Builder):
         video: bool = field(default=False, metadata={"help": "also write an H.264 mp4 member"})
         split: str = field(default="train", metadata={"help": "split name"})
         work_ms: float = field(default=0.0, metadata={"help": "extra compute per sample in ms (stands in for "
-                                                               "rendering in executor benchmarks)"})
+                                                               "rendering in executor benchmarks)", "output": False})
 
         def __post_init__(self):
             require(self.num_samples >= 1, "synthetic", "num_samples", self.num_samples, "use >= 1")

@@ -288,3 +288,25 @@ def test_track_then_dsr(tmp_path, capsys, tiny_sam2, tiny_grounding_dino):
     code, _, err = _run(capsys, "track", str(videos), "--prompts", str(csv), "--out", str(tracks),
                         "--detector", tiny_grounding_dino, "--model", tiny_sam2)
     assert code == 2 and "unknown.mp4" in err and err.count("\n") == 1
+
+
+def test_track_keeps_each_track_skips_bad_videos_and_resumes(tmp_path, capsys, tiny_sam2, tiny_grounding_dino):
+    csv = _prompts(tmp_path)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    rng = np.random.default_rng(1)
+    (videos / "1_LR_s0.mp4").write_bytes(encode_mp4(rng.integers(0, 256, (4, H, H, 3), dtype=np.uint8), 16))
+    (videos / "2_RL_s1.mp4").write_bytes(b"not a video at all")
+    tracks = tmp_path / "tracks.jsonl"
+    args = ["track", str(videos), "--prompts", str(csv), "--out", str(tracks), "--detector", tiny_grounding_dino,
+            "--model", tiny_sam2, "--device", "cpu"]
+    code, _, err = _run(capsys, *args)
+    assert code == 2 and "2_RL_s1.mp4" in err and "1 track(s) written" in err and "--on-error skip" in err
+    assert [json.loads(x)["video"] for x in tracks.read_text().splitlines()] == ["1_LR_s0.mp4"]  # kept, not lost
+    code, out, err = _run(capsys, *args, "--resume", "--on-error", "skip")
+    assert code == 0 and "tracked 0 video(s) (1 already in" in out and "1 skipped" in out
+    assert "2_RL_s1.mp4" in (tmp_path / "tracks.jsonl.skipped.jsonl").read_text()
+    with tracks.open("a") as fh:
+        fh.write('{"video": "torn')  # a run killed mid-line
+    code, out, _ = _run(capsys, *args, "--resume", "--on-error", "skip")
+    assert code == 0 and tracks.read_text().count("\n") == 1 and tracks.read_text().endswith("\n")

@@ -4,12 +4,14 @@ import base64
 import json
 
 import numpy as np
+import pytest
 
 from vidalign import motion as m
 from vidalign.builder import BuildOptions
 from vidalign.data import stream
 from vidalign.datasets_builders import motion_judge as mj
 from vidalign.datasets_builders import motionprefer as mp
+from vidalign.errors import InputError
 from vidalign.media import decode_mp4
 from vidalign.runner import run_build
 
@@ -80,3 +82,16 @@ def test_judged_pairs_with_failures_listed_and_cache_reused(tmp_path, chat_serve
     run_build("motionprefer", args, BuildOptions(out=tmp_path / "ds2", on_error="skip", progress=False))
     assert len(server.requests) - first_run == 4
     assert len(mp.read_candidates(path)[0]) == 3
+
+
+def test_cheap_checks_come_before_any_judge_call(tmp_path, chat_server, chat_reply):
+    """A candidate without token files (needed by the trl config) fails the build before one paid request."""
+    path, _ = _candidates(tmp_path)
+    for tok in (tmp_path / "gen").glob("*_token.npy"):
+        tok.unlink()
+    server = chat_server(lambda n, body: chat_reply(json.dumps({"score": 5, "reason": "ok"})))
+    args = {"candidates": str(path), "judge_url": server.url, "judge_model": "vlm", "judge_rpm": 0,
+            "judge_frames": FRAMES, "render_size": SIZE}
+    with pytest.raises(InputError, match="token"):
+        run_build("motionprefer", args, BuildOptions(out=tmp_path / "ds", progress=False))
+    assert len(server.requests) == 0
