@@ -133,7 +133,9 @@ class BaseTrainingConfig(TrainingArguments):
     model_revision: str | None = None
 
     # --- data
-    train_data: str | None = field(default=None, metadata={"help": "dataset folder, glob or {a..b} shard pattern"})
+    train_data: str | None = field(default=None, metadata={
+        "help": "dataset: a folder, a Hub id (org/name, hf://datasets/org/name@rev), a URL of a dataset root or of "
+                "shards (https://, s3://, gs://; pipe:cmd), a glob or a {a..b} shard pattern"})
     train_config: str | None = field(
         default=None, metadata={"help": "dataset config to train on (e.g. groups); needed when it has several"}
     )
@@ -141,6 +143,9 @@ class BaseTrainingConfig(TrainingArguments):
     data_resample: bool = field(default=False, metadata={
         "help": "draw shards at random forever; default: split the shard list by rank and worker, every sample "
                 "once per pass, passes repeated until max_steps"})
+    shuffle_buffer: int = field(default=0, metadata={
+        "help": "samples mixed in a shuffle buffer (0: none; shard order is reshuffled every pass either way); "
+                "resuming replays, without decoding, the part of a pass already consumed"})
 
     # --- LoRA (peft)
     use_lora: bool = True
@@ -173,6 +178,7 @@ class BaseTrainingConfig(TrainingArguments):
     def __post_init__(self):
         o = self._owner()
         require(self.max_steps > 0, o, "max_steps", self.max_steps, "streams are max_steps driven: set max_steps > 0")
+        require(self.shuffle_buffer >= 0, o, "shuffle_buffer", self.shuffle_buffer, "use a buffer size >= 0")
         for name, ignored, fix in UNSUPPORTED_OPTIONS:
             value = getattr(self, name, ignored[0])
             value = getattr(value, "value", value)  # enums (eval_strategy)

@@ -135,6 +135,8 @@ def latent_info(record: Mapping | None, where: str = "<sample>") -> dict:
 
 def _norm_arrays(z: Any, norm: Mapping, where: str):
     """(mean, std) shaped to broadcast over ``[..., C, T, h, w]`` (channels at axis -4), or (None, scale)."""
+    if not isinstance(norm, Mapping):
+        latent_info(None, where)  # raises: the sample does not record its normalisation
     mean, std = norm.get("latents_mean"), norm.get("latents_std")
     if mean is None or std is None:
         scale = norm.get("scaling_factor")
