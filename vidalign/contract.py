@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from vidalign.errors import ConfigError, InputError
+from vidalign.format import EMPTY_PROMPT_EMBEDS
 
 # ---------------------------------------------------------------------------------------------- training text
 PROMPT = "prompt"
@@ -181,7 +182,6 @@ def denormalize_latents(x: Any, norm: Mapping, where: str = "<sample>") -> Any:
 
 # ---------------------------------------------------------------------------------------------- text embeddings
 DEFAULT_MAX_LENGTH = 512  # Wan's umT5 context
-EMPTY_PROMPT_EMBEDS = "empty_prompt_embeds.npy"
 ZEROS = "zeros"  # a dropped caption as zeros: VideoDPO's uncond_type "zero_embed"
 
 
