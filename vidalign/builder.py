@@ -60,6 +60,7 @@ from vidalign.format import (
 # `vidalign build kubric-drop` never imports torch-heavy modules of other builders).
 KNOWN_BUILDERS = {
     "synthetic": "vidalign.synthetic",
+    "synthetic-latents": "vidalign.synthetic",
     "kubric-drop": "vidalign.datasets_builders.kubric_drop",
     "dsr-prompts": "vidalign.datasets_builders.dsr",
     "dsr-pairs": "vidalign.datasets_builders.dsr",
