@@ -1,6 +1,6 @@
 """A plain HTTP file server on 127.0.0.1, as object stores and web servers serve dataset files.
 
-``GET``/``HEAD`` of any file under a root folder, with ``Content-Length``, ``Accept-Ranges: bytes`` and
+``GET``/``HEAD`` of any file under a root folder (sent with ``sendfile``, as web servers do), with ``Content-Length``, ``Accept-Ranges: bytes`` and
 ``Range: bytes=a-b`` (206 + ``Content-Range``, 416 outside the file), 404 for anything else; no directory listings
 (object stores and CDNs give none, so readers must find shards through the manifest). Every request is recorded
 (``requests``: ``(method, path, range)``). Run it in a thread (:class:`FileServer`, the ``http_server`` fixture of
@@ -17,7 +17,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-CHUNK = 1 << 20
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -68,18 +67,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            left = end - start + 1
-            while left > 0:
-                data = fh.read(min(CHUNK, left))
-                if not data:
-                    break
-                try:
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    return
-                left -= len(data)
+        with open(path, "rb") as fh:  # zero-copy from the page cache, as nginx and object stores send files
+            try:
+                self.connection.sendfile(fh, start, end - start + 1)
+            except (BrokenPipeError, ConnectionResetError):
+                return
 
     def do_GET(self):
         self._serve(head=False)

@@ -31,7 +31,7 @@ from vidalign.errors import ConfigError, VidalignError
 from vidalign.format import CARD_NAME, DATA_DIR, MANIFEST_NAME, READABLE_MAJORS, SHARD_RE
 
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-READ_AHEAD = 8 << 20  # bytes a remote shard is read ahead (one event-loop round trip per chunk, not per member)
+READ_AHEAD = 8 << 20  # bytes an fsspec stream is read ahead (one backend call per chunk, not per tar header)
 
 
 @dataclass
@@ -121,12 +121,12 @@ def _root_of(shard: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- remote
-def filesystem(url: str):
+def filesystem(url: str, **options: Any):
     """``(fs, path)`` of an fsspec URL, with a one-line error naming the package an unknown protocol needs."""
     import fsspec
 
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:
         raise ConfigError(f"{url}: reading {url.split('://')[0]}:// needs a package that is not installed ({exc}); "
                           "pip install 'vidalign[cloud]' (s3fs, gcsfs) or the fsspec package for it") from None
@@ -270,36 +270,47 @@ def read_root_file(root: str | None, name: str) -> bytes | None:
 # ---------------------------------------------------------------------------------------------- opening shards
 class _ReadAhead:
     """Exact sequential reads (``read(n)`` returns n bytes unless the stream ends) over a stream that may return
-    fewer, fetched in large chunks; ``close`` closes the stream and checks a ``pipe:`` command's exit status."""
+    fewer, fetched in chunks of at least ``chunk`` bytes (0: as asked); read errors become one-line errors naming
+    the shard; ``close`` closes the stream and checks a ``pipe:`` command's exit status."""
 
     def __init__(self, f, name: str, proc: subprocess.Popen | None = None, chunk: int = READ_AHEAD):
         self.f, self.name, self.proc, self.chunk = f, name, proc, chunk
-        self.buf, self.pos, self.eof = bytearray(), 0, False
+        self.buf, self.pos, self.eof = b"", 0, False
 
-    def _fill(self, n: int) -> None:
-        while len(self.buf) - self.pos < n and not self.eof:
-            try:
-                got = self.f.read(max(self.chunk, n - (len(self.buf) - self.pos)))
-            except Exception as exc:  # noqa: BLE001 - any backend's network error, named in one line
-                raise VidalignError(f"{self.name}: reading failed ({type(exc).__name__}: {_first_line(exc)}); check "
-                                    "the network and retry") from None
-            if not got:
-                self.eof = True
-                break
-            if self.pos:
-                del self.buf[: self.pos]
-                self.pos = 0
-            self.buf += got
+    def _next(self, n: int) -> bytes:
+        if self.eof:
+            return b""
+        try:
+            got = self.f.read(max(self.chunk, n))
+        except Exception as exc:  # noqa: BLE001 - any backend's network error, named in one line
+            raise VidalignError(f"{self.name}: reading failed ({type(exc).__name__}: {_first_line(exc)}); check "
+                                "the network and retry") from None
+        if not got:
+            self.eof = True
+        return got
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            self._fill(1 << 62)
-            n = len(self.buf) - self.pos
-        else:
-            self._fill(n)
-        out = bytes(self.buf[self.pos: self.pos + n])
-        self.pos += len(out)
-        return out
+            n = 1 << 62
+        avail = len(self.buf) - self.pos
+        if avail >= n:  # one copy out of the read-ahead buffer
+            out = self.buf[self.pos: self.pos + n]
+            self.pos += n
+            return out
+        parts, need = [self.buf[self.pos:]] if avail else [], n - avail
+        self.buf, self.pos = b"", 0
+        while need > 0:
+            got = self._next(need)
+            if not got:
+                break
+            if len(got) > need:
+                parts.append(got[:need])
+                self.buf = got[need:]
+                need = 0
+            else:
+                parts.append(got)
+                need -= len(got)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
         self.f.close()
@@ -333,10 +344,10 @@ def open_shard(url: str, size: int | None = None):
             return open(url, "rb", buffering=1 << 20)  # noqa: SIM115 - the caller closes it
         except OSError as exc:
             raise VidalignError(f"{url}: cannot open shard ({exc.strerror})") from exc
+    if url.startswith(("http://", "https://")):
+        return _open_http(url)
     fs, path = filesystem(url)
-    kw: dict[str, Any] = {"block_size": 0} if url.startswith(("http://", "https://", "hf://")) else {}
-    if size and url.startswith(("http://", "https://")):
-        kw["size"] = size  # no HEAD request: the manifest knows the size
+    kw: dict[str, Any] = {"block_size": 0} if url.startswith("hf://") else {}  # one streamed request per shard
     try:
         return _ReadAhead(fs.open(path, "rb", **kw), url)
     except FileNotFoundError:
@@ -345,6 +356,27 @@ def open_shard(url: str, size: int | None = None):
     except Exception as exc:  # noqa: BLE001 - network errors of every fsspec backend
         raise VidalignError(f"{url}: cannot open shard ({type(exc).__name__}: {_first_line(exc)}); check the URL, "
                             "the network and credentials") from None
+
+
+def _open_http(url: str, timeout: float = 60.0) -> _ReadAhead:
+    """One streamed GET of an ``http(s)://`` shard with the standard library (proxies from the environment,
+    redirects, TLS): its reads return exactly what is asked, straight from the socket, for a third of the CPU time
+    of fsspec's aiohttp stream (see benchmarks/RESULTS.md, Training)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "identity"})
+    try:
+        resp = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) only, checked by the caller
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise VidalignError(f"{url}: shard not found (HTTP 404); check the URL (or the manifest is newer than "
+                                "the data)") from None
+        raise VidalignError(f"{url}: cannot open shard (HTTP {exc.code} {exc.reason}); check the URL and access "
+                            "rights") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise VidalignError(f"{url}: cannot open shard ({_first_line(exc)}); check the URL and the network") from None
+    return _ReadAhead(resp, url, chunk=0)
 
 
 def iter_samples(url: str, decode: bool = False, members: set[str] | None = None, size: int | None = None):
