@@ -27,8 +27,8 @@ from vidalign.builder import Builder, Sample, ShardJob, register_builder
 from vidalign.errors import ConfigError, InputError, VidalignError, require
 from vidalign.format import SHARD_RE, VIDEO_EXTENSIONS, member_extension
 from vidalign.preprocessing import latents as lat
-from vidalign.shards import read_indexed
 from vidalign.preprocessing.video_io import READERS, ClipSpec, load_clip
+from vidalign.shards import read_indexed
 
 RUNTIME_FIELDS = ("device", "num_workers", "prefetch")  # how to run, not what the data is: kept out of the manifest
 PROMPT_CACHE = 4096

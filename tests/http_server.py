@@ -18,7 +18,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 
-
 class _Handler(BaseHTTPRequestHandler):
     server_version = "vidalign-test-files/1"
     protocol_version = "HTTP/1.1"

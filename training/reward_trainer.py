@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidalign import contract as C
 from vidalign.errors import ConfigError, InputError, VidalignError
+from vidalign.streaming import ShardStream, stream
 from vidalign.training.components import (  # noqa: F401  (re-exported: the reward trainer's model API)
     RANDOM_PRESETS,
     WanComponents,
@@ -34,8 +36,6 @@ from vidalign.training.components import (  # noqa: F401  (re-exported: the rewa
     random_wan_components,
     save_components,
 )
-from vidalign import contract as C
-from vidalign.streaming import ShardStream, stream
 from vidalign.training.data import META_KEYS, training_stream
 from vidalign.training.reward_config import RewardGradientConfig
 from vidalign.training.rewards import Reward, RewardInputs

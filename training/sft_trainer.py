@@ -212,8 +212,8 @@ class DiffusionTrainer(VidalignTrainer):
         """Sample with the trained denoiser and the VAE / text encoder of ``validation_pipeline`` (default: the
         pipeline of ``model_name_or_path``), at the training clips' size unless ``validation_*`` says otherwise;
         with first-frame conditioning, frame 0 comes from the first training clip."""
-        from vidalign.training.components import load_components
         from vidalign.contract import encode_text
+        from vidalign.training.components import load_components
         from vidalign.training.validation import render_videos
 
         a = self.args

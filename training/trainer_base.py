@@ -36,8 +36,8 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, get_last_checkpoint
 
 from vidalign.errors import ConfigError, VidalignError
-from vidalign.training.config import BaseTrainingConfig, config_to_yaml
 from vidalign.streaming import ShardStream, StreamState
+from vidalign.training.config import BaseTrainingConfig, config_to_yaml
 from vidalign.training.data import META_KEYS
 from vidalign.training.lora import FULL_MODEL_DIR, LORA_WEIGHTS_NAME, add_lora, has_lora, load_full, load_lora
 

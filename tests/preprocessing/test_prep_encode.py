@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from vidalign import contract as C
 from vidalign.builder import Builder, BuildOptions, Sample, register_builder
 from vidalign.cli import main
 from vidalign.media import decode_mp4, encode_mp4
-from vidalign import contract as C
 from vidalign.preprocessing import latents as lat
 from vidalign.preprocessing import video_io as vio
 from vidalign.runner import run_build

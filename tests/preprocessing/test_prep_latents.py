@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidalign.errors import ConfigError, InputError
 from vidalign import contract as C
+from vidalign.errors import ConfigError, InputError
 from vidalign.preprocessing import latents as lat
 from vidalign.preprocessing import video_io as vio
 

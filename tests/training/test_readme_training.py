@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from vidalign.cli import main
-from vidalign.shards import ShardWriter
 from vidalign.contract import write_empty_prompt_embeds
+from vidalign.shards import ShardWriter
 from vidalign.training.components import random_wan_components, save_components
 
 ROOT = Path(__file__).resolve().parents[2]

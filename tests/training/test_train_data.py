@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from vidalign.errors import InputError
-from vidalign.shards import ShardWriter
 from vidalign.contract import normalize_latents
 from vidalign.data import StreamState, stream
+from vidalign.errors import InputError
+from vidalign.shards import ShardWriter
 from vidalign.training.data import ClipPrep, PairPrep, collate_latents, training_stream
 
 LAT = {"latents_mean": [1.0, -1.0], "latents_std": [2.0, 0.5]}
