@@ -17,8 +17,8 @@ Scored as the authors' ``eval.py`` / ``utils/metrics.py`` score it (vision-x-nyu
 Inputs: the authors' metrics config (JSONL, one ``{gt_mask, gt_fps, [gt_annotation], pd_mask, pd_fps}`` per
 video, :mod:`vidalign.eval.pisa_config`), or two folders paired by clip name: a PisaBench folder is a directory of
 clip folders, each with ``mask.npz`` (key ``mask``) and ``clip_info.json``; a vidalign shard folder holds
-``data/**.tar`` with ``<key>.mask.npz`` (+ ``<key>.json``) members, read with the one shard reader
-(:func:`vidalign.shards.iter_shard_samples`).
+``data/**.tar`` with ``<key>.mask.npz`` (+ ``<key>.json``) members, read with :mod:`tarfile` and guarded member
+names.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import tarfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from vidalign.errors import InputError, VidalignError
-from vidalign.format import DATA_DIR
+from vidalign.format import DATA_DIR, safe_member_path, split_member
 
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 METRICS = ("l2", "chamfer", "iou")
@@ -323,20 +324,22 @@ def read_clip_folder(folder: str | Path, require_info: bool = True) -> Clip:
 
 
 def iter_shard_members(root: str | Path) -> Iterable[tuple[str, str, str, bytes]]:
-    """``(tar_path, key, member, bytes)`` of every member in ``root/data/**.tar``, read with the one shard reader
-    (:func:`vidalign.shards.iter_shard_samples`: guarded member paths, pickle-capable members refused)."""
-    from vidalign.shards import iter_shard_samples
-
+    """``(tar_path, key, member, bytes)`` of every file in ``root/data/**.tar``, with guarded member names."""
     root = Path(root)
     tars = sorted((root / DATA_DIR).rglob("*.tar"))
     if not tars:
         raise InputError(root, DATA_DIR, "no .tar shards found", "pass a vidalign dataset folder")
     for tar_path in tars:
-        for sample in iter_shard_samples(tar_path, decode=False):
-            key = sample["__key__"].rsplit("/", 1)[-1]
-            for member, data in sample.items():
-                if not member.startswith("__"):
-                    yield str(tar_path), key, member, data
+        with tarfile.open(tar_path, mode="r:") as tf:
+            for info in tf:
+                if not info.isfile():
+                    continue
+                name = safe_member_path(info.name, str(tar_path))
+                key, member = split_member(name)
+                fh = tf.extractfile(info)
+                if fh is None:
+                    continue
+                yield str(tar_path), key.rsplit("/", 1)[-1], member, fh.read()
 
 
 def read_shard_folder(root: str | Path) -> list[Clip]:

@@ -178,7 +178,6 @@ class BaseTrainingConfig(TrainingArguments):
     def __post_init__(self):
         o = self._owner()
         require(self.max_steps > 0, o, "max_steps", self.max_steps, "streams are max_steps driven: set max_steps > 0")
-        require(self.shuffle_buffer >= 0, o, "shuffle_buffer", self.shuffle_buffer, "use a buffer size >= 0")
         for name, ignored, fix in UNSUPPORTED_OPTIONS:
             value = getattr(self, name, ignored[0])
             value = getattr(value, "value", value)  # enums (eval_strategy)
@@ -193,6 +192,7 @@ class BaseTrainingConfig(TrainingArguments):
             if kw.get("target_modules") is not None:
                 t = kw["target_modules"]
                 self.lora_target_modules = [t] if isinstance(t, str) else list(t)
+        require(self.shuffle_buffer >= 0, o, "shuffle_buffer", self.shuffle_buffer, "use a buffer size >= 0")
         require(self.lora_rank >= 1, o, "lora_rank", self.lora_rank, "use a rank >= 1 (SpatialAlign, VADER: 16)")
         require(self.lora_alpha > 0, o, "lora_alpha", self.lora_alpha, "use alpha > 0")
         require(0.0 <= self.lora_dropout < 1.0, o, "lora_dropout", self.lora_dropout, "use a value in [0, 1)")

@@ -7,7 +7,7 @@ records them, and the dataset root for root files such as ``empty_prompt_embeds.
 * a Hub dataset: ``org/name`` (when no such local path exists), ``hf://datasets/org/name[@revision][/shards]``;
   the revision is pinned to one commit, so every rank and worker reads the same snapshot;
 * any fsspec URL of a dataset root or of shards: ``https://host/ds``, ``s3://bucket/ds``, ``gs://...``,
-  ``file://...``, ``memory://...`` (S3 needs ``s3fs``, GCS ``gcsfs``: ``pip install 'vidalign[cloud]'``);
+  ``file://...``, ``memory://...`` (S3 needs ``pip install 'vidalign[s3]'`` (s3fs), GCS needs ``gcsfs``);
 * ``pipe:<command>`` shards (the command writes one shard to stdout, as in WebDataset), brace-expanded.
 
 A root is read as the format says (:mod:`vidalign.format`): its ``manifest.json`` lists every config's shards and
@@ -129,7 +129,7 @@ def filesystem(url: str, **options: Any):
         return fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:
         raise ConfigError(f"{url}: reading {url.split('://')[0]}:// needs a package that is not installed ({exc}); "
-                          "pip install 'vidalign[cloud]' (s3fs, gcsfs) or the fsspec package for it") from None
+                          "pip install 'vidalign[s3]' for s3://, gcsfs for gs://, or the fsspec package for it") from None
     except ValueError as exc:
         raise ConfigError(f"{url}: not a URL fsspec can open ({exc})") from None
 

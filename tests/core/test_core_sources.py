@@ -112,7 +112,7 @@ def test_cloud_protocol_without_its_package_names_the_extra():
 
     if importlib.util.find_spec("s3fs") is not None:
         pytest.skip("s3fs is installed")
-    with pytest.raises(ConfigError, match=r"vidalign\[cloud\]"):
+    with pytest.raises(ConfigError, match=r"vidalign\[s3\]"):
         stream("s3://bucket/ds")
 
 
