@@ -269,13 +269,21 @@ def empty_caption_embeds(setting: str | None, data: Any, caption_dropout: float)
 # ---------------------------------------------------------------------------------------------- sample access
 def member(sample: Mapping, name: str) -> Any:
     """Member ``name`` of a sample, decoded: raw bytes (a stream read with ``decode=False``) are decoded here,
-    lazily, so a trainer decodes only what it uses; media members stay bytes."""
+    lazily, so a trainer decodes only what it uses; media members stay bytes. Errors name the shard and sample."""
+    from vidalign.errors import VidalignError
     from vidalign.format import decode_member
 
     value = sample[name]
-    if isinstance(value, (bytes, bytearray, memoryview)):
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        return value
+    try:
         return decode_member(name, bytes(value))
-    return value
+    except (VidalignError, ValueError, OSError, EOFError) as exc:  # name the shard and the sample, one line
+        where = f"{sample.get('__url__', '<shard>')}: sample {sample.get('__key__')!r}"
+        text = " ".join(str(exc).split()) if isinstance(exc, VidalignError) else \
+            f"member {name!r} does not decode ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); rebuild " \
+            "or re-download the shard"
+        raise VidalignError(text if where in text else f"{where}: {text}") from None
 
 
 def record(sample: Mapping) -> dict:

@@ -381,10 +381,9 @@ class ShardStream(_iterable_base()):
 
 
 def _decoded(sample: dict) -> dict:
-    from vidalign.format import decode_member
+    from vidalign.contract import member
 
-    return {k: decode_member(k, bytes(v)) if isinstance(v, (bytes, bytearray, memoryview)) and
-            not k.startswith("__") else v for k, v in sample.items()}
+    return {k: member(sample, k) if not k.startswith("__") else v for k, v in sample.items()}
 
 
 def _shuffled(it: Iterator, size: int, rng: random.Random) -> Iterator:

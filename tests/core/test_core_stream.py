@@ -116,3 +116,19 @@ def test_lists_and_datasets_stream_too(tmp_path):
     assert sorted(halves[0] + halves[1]) == sorted(f"p{i}" for i in range(8)) and not set(halves[0]) & set(halves[1])
     with pytest.raises(VidalignError, match="several splits"):
         stream(datasets.DatasetDict({"train": ds}))
+
+
+def test_a_bad_member_names_the_shard_and_sample(tmp_path):
+    import io
+    import tarfile
+
+    path = tmp_path / "data" / "default" / "train-00000-of-00001.tar"
+    path.parent.mkdir(parents=True)
+    with tarfile.open(path, "w") as tar:
+        for name, data in (("s0-00000000.json", b'{"prompt": "x"}'), ("s0-00000000.a.npy", b"not an array")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(VidalignError, match=r"train-00000-of-00001.tar: sample 's0-00000000'") as exc:
+        list(stream(tmp_path))
+    assert "\n" not in str(exc.value)
