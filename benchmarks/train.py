@@ -6,11 +6,18 @@
 2. Memory: peak memory of a DPO step vs an SFT step through the same number of clips (B pairs vs 2B clips), each
    measured in its own process (CUDA: ``max_memory_allocated``; CPU: peak RSS above the process's start). Target
    ≤ 1.15: the reference is the adapter-off model, not a second copy.
-3. GPU only: the real Wan2.1-T2V-1.3B transformer architecture (random weights) on 81×480×832 videos (latents
+3. Streaming: the DPO trainer's data path (``vidalign.data.stream`` → per-sample preparation in 2 DataLoader
+   workers → batches) reading the same latent shards over HTTP from a file server on 127.0.0.1 (another process,
+   the tests' ``tests/http_server.py``) vs from disk: prepared pairs per second. Samples have Wan 1.3B's shapes
+   (latents 16×21×60×104 float16, umT5 embeddings 512×4096; 12.6 MB per pair). Disk and HTTP passes alternate
+   (paired, so other load hits both alike); reported: the median of the paired ratios and the ratio of the best
+   passes. Target: HTTP ≥ 0.9 × disk.
+4. GPU only: the real Wan2.1-T2V-1.3B transformer architecture (random weights) on 81×480×832 videos (latents
    16×21×60×104), bf16, LoRA r16 on the text pathway: seconds per pair and peak memory of DPO and SFT steps.
 
-    python benchmarks/train.py                 # CPU default run, < 1 min
+    python benchmarks/train.py                 # CPU default run, ~1-2 min
     python benchmarks/train.py --steps 30 --size wide
+    python benchmarks/train.py --only-stream --stream-samples 48 --stream-repeats 3
     python benchmarks/train.py --gpu-only --gpu-steps 5
 """
 
@@ -248,6 +255,68 @@ def run_probe(kind: str, size: str, batch: int, device: str, ckpt: bool) -> dict
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def stream_throughput(samples: int, repeats: int, workers: int, folder: str | None = None) -> dict:
+    """Prepared pairs per second through the trainer's data path, from disk and over HTTP (see the docstring)."""
+    import os
+    import pathlib
+    import shutil
+
+    from torch.utils.data import DataLoader
+
+    from vidalign.builder import BuildOptions
+    from vidalign.runner import run_build
+    from vidalign.training.data import PairPrep, collate_latents, training_stream
+
+    root = pathlib.Path(folder or tempfile.mkdtemp(prefix="vidalign-stream-"))
+    data = root / "pairs"
+    if not (data / "manifest.json").is_file():
+        run_build("synthetic-latents", {"num_samples": samples, "kind": "pairs"},
+                  BuildOptions(out=data, samples_per_shard=max(1, samples // (4 * workers)), progress=False))
+    mb = sum(p.stat().st_size for p in data.rglob("*.tar")) / 1e6
+    server_py = pathlib.Path(__file__).resolve().parents[1] / "tests" / "http_server.py"
+    server = subprocess.Popen([sys.executable, str(server_py), str(root)], stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().strip() + "/pairs"
+
+        def cpu_seconds() -> float:  # this process, its finished DataLoader workers, and the HTTP server
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+            try:
+                fields = pathlib.Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                srv = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, ValueError, IndexError):
+                srv = 0.0
+            return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime + srv
+
+        def one_pass(source: str) -> tuple[float, float]:
+            s = training_stream(source).replace(transform=PairPrep(weight_key="weight"), epochs=1)
+            loader = DataLoader(s, batch_size=2, num_workers=workers, collate_fn=collate_latents,
+                                prefetch_factor=2)
+            t0, c0, n = time.perf_counter(), cpu_seconds(), 0
+            for batch in loader:
+                n += len(batch["__key__"])
+            assert n == samples, (n, samples)
+            del loader  # workers exit and are reaped: their CPU time is in RUSAGE_CHILDREN
+            return n / (time.perf_counter() - t0), (cpu_seconds() - c0) / n
+
+        one_pass(str(data))  # warm the page cache (both sides then read from memory)
+        disk, http, disk_cpu, http_cpu = [], [], [], []
+        for _ in range(repeats):
+            for source, rate, cpu in ((str(data), disk, disk_cpu), (url, http, http_cpu)):
+                r, c = one_pass(source)
+                rate.append(r)
+                cpu.append(c)
+    finally:
+        server.terminate()
+        server.wait()
+        if folder is None:
+            shutil.rmtree(root, ignore_errors=True)
+    paired = sorted(h / d for h, d in zip(http, disk))
+    return {"disk": max(disk), "http": max(http), "mb": mb, "samples": samples, "disk_all": disk, "http_all": http,
+            "paired": paired[len(paired) // 2], "load": os.getloadavg(),
+            "disk_cpu": statistics.median(disk_cpu), "http_cpu": statistics.median(http_cpu)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="small", choices=sorted(SIZES), help="CPU model size for parts 1-2")
@@ -260,6 +329,11 @@ def main() -> None:
     p.add_argument("--skip-gpu", action="store_true")
     p.add_argument("--gradient-checkpointing", action="store_true", help="(probe) checkpoint activations")
     p.add_argument("--no-gpu-checkpointing", action="store_true", help="GPU part without activation checkpointing")
+    p.add_argument("--stream-samples", type=int, default=24, help="pairs in the streaming benchmark (12.6 MB each)")
+    p.add_argument("--stream-repeats", type=int, default=5, help="alternating disk/HTTP passes")
+    p.add_argument("--stream-workers", type=int, default=2, help="DataLoader workers")
+    p.add_argument("--only-stream", action="store_true", help="run only the streaming benchmark")
+    p.add_argument("--skip-stream", action="store_true")
     p.add_argument("--probe", choices=["dpo", "sft"], help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -273,7 +347,19 @@ def main() -> None:
 
     tlogging.set_verbosity_error()
     dlogging.set_verbosity_error()
-    if not a.gpu_only:
+    if not a.gpu_only and not a.skip_stream:
+        r = stream_throughput(a.stream_samples, a.stream_repeats, a.stream_workers)
+        per = r["mb"] / r["samples"]
+        print(f"[stream] {r['samples']} pairs ({per:.1f} MB each), {a.stream_workers} DataLoader workers, DPO "
+              f"preparation: disk {r['disk']:.1f} pairs/s ({r['disk'] * per:.0f} MB/s) vs HTTP on 127.0.0.1 "
+              f"{r['http']:.1f} pairs/s ({r['http'] * per:.0f} MB/s) (best passes) -> ratio {r['http'] / r['disk']:.3f}, "
+              f"median paired ratio {r['paired']:.3f} (target >= 0.9); CPU per pair (all processes, median) disk "
+              f"{r['disk_cpu'] * 1e3:.0f} ms vs HTTP {r['http_cpu'] * 1e3:.0f} ms -> {r['http_cpu'] / r['disk_cpu']:.3f}; "
+              f"passes disk {[round(x, 1) for x in r['disk_all']]} http {[round(x, 1) for x in r['http_all']]}; "
+              f"load average {r['load'][0]:.1f}")
+        if a.only_stream:
+            return
+    if not a.gpu_only and not a.only_stream:
         t_tr, t_bare = overhead(a.size, a.steps, a.batch, "cpu")
         print(f"[overhead] size={a.size} batch={a.batch} pairs steps={a.steps} (cpu, {torch.get_num_threads()} "
               f"threads): DPO trainer {t_tr * 1e3:.1f} ms/step vs bare loop {t_bare * 1e3:.1f} ms/step "

@@ -10,16 +10,15 @@ IMPORT_BUILDER = "videodpo-import"
 
 
 def register(sub, groups) -> None:
-    from vidalign.builder import add_options
+    from vidalign.builder import add_dataclass_arguments, add_options
+    from vidalign.datasets_builders.videodpo import VideoDpoImportBuilder
 
     p = groups["import"].add_parser(
         "videodpo", help="a VideoDPO dataset folder (metadata.json, pair.json, winvideos/, losevideos/) → pairs shards",
-        description="Read the released VideoDPO layout; absolute clip_path values are resolved inside SRC.")
+        description="Read the released VideoDPO layout; absolute clip_path values are resolved inside SRC; each "
+                    "pair's loss weight is stored as `weight` (the one its entry carries, else --weight).")
     p.add_argument("src", help="VideoDPO dataset folder")
-    p.add_argument("--check-videos", choices=["header", "decode", "none"], default="header",
-                   help="refuse broken videos: MP4 structure (fast), also decode the first frame, or no check "
-                        "(default: header)")
-    p.add_argument("--split", default="train", help="split name (default: train)")
+    add_dataclass_arguments(p, VideoDpoImportBuilder.Args, skip=("source",))
     add_options(p.add_argument_group("build options"))
     p.set_defaults(func=cmd_import_videodpo)
 
@@ -27,7 +26,7 @@ def register(sub, groups) -> None:
         "videodpo", help="a vidalign pairs dataset → VideoDPO layout for the authors' trainer",
         description="Write metadata.json, pair.json, winvideos/ and losevideos/ (clip_path = absolute paths of "
                     "the exported files; pair score = s_W·s_L, diff_score = s_W − s_L as the authors' scripts).")
-    p.add_argument("folder", help="vidalign dataset folder with a pairs config")
+    p.add_argument("folder", help="vidalign dataset with a pairs config (a folder, a Hub id org/name or a URL)")
     p.add_argument("out", help="output folder")
     p.add_argument("--config", default="pairs", help="config to export (default: pairs)")
     p.add_argument("--split", default="train", help="split to export (default: train)")

@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from vidalign import contract as C
 from vidalign.builder import Builder, Sample, register_builder
 from vidalign.datasets_builders.pairs import (
     INVALID,
@@ -353,7 +354,7 @@ class DsrPairsBuilder(Builder):
     task_categories = ["text-to-video"]
     _COLUMNS = {"groups": ("prompt.txt", "prompt_id.txt", "type.txt", "winners.json", "losers.json"),
                 "pairs": ("prompt.txt", "prompt_id.txt", "type.txt", "chosen_score.json", "rejected_score.json",
-                          "gap.json", "chosen_seed.json", "rejected_seed.json")}
+                          "gap.json", "weight.json", "chosen_seed.json", "rejected_seed.json")}
 
     def layout(self, config: str) -> Layout:
         return Layout(WEBDATASET, self._COLUMNS.get(config, ()))
@@ -500,13 +501,13 @@ class DsrPairsBuilder(Builder):
             for w, lo in winner_loser_pairs(labels, cfg.strategy, cfg.k, seed):
                 cw, cl = cands[w], cands[lo]
                 items.append({"videos": {"chosen.mp4": video_ref(cw), "rejected.mp4": video_ref(cl)},
-                              "json": {"prompt": prompt.prompt, "prompt_id": prompt.prompt_id, "type": prompt.type,
-                                       "animal": prompt.animal, "object": prompt.object,
-                                       "chosen_score": scores[w], "rejected_score": scores[lo],
-                                       "gap": scores[w] - scores[lo], "threshold": cfg.threshold,
-                                       "chosen_seed": cw.seed, "rejected_seed": cl.seed,
-                                       "chosen_candidate": cw.index, "rejected_candidate": cl.index,
-                                       "chosen_key": cw.key, "rejected_key": cl.key, "pair_seed": seed}})
+                              "json": C.pair_record(prompt.prompt, scores[w], scores[lo], 1.0,
+                                                    prompt_id=prompt.prompt_id, type=prompt.type,
+                                                    animal=prompt.animal, object=prompt.object,
+                                                    threshold=cfg.threshold, chosen_seed=cw.seed,
+                                                    rejected_seed=cl.seed, chosen_candidate=cw.index,
+                                                    rejected_candidate=cl.index, chosen_key=cw.key,
+                                                    rejected_key=cl.key, pair_seed=seed)})
         return items
 
     def build_shard(self, job):

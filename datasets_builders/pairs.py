@@ -306,30 +306,20 @@ class Candidate:
 
 
 def _scan_shard(path: str) -> Iterator[tuple[str, dict[str, tuple[int, int]], bytes | None]]:
-    """(key, {member: (offset, size)}, json bytes) per sample, reading tar headers and json members only."""
-    import tarfile
+    """(key, {member: (offset, size)}, json bytes) per sample: the shard's index (:func:`vidalign.shards.index_tar`,
+    headers only) and its json members, read by offset; videos are read later, only for the pairs kept."""
+    from vidalign.shards import index_tar, read_indexed
 
-    from vidalign.format import safe_member_path, split_member
-
-    current_key, members, js = None, {}, None
     try:
-        with tarfile.open(path, mode="r:") as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                key, member = split_member(safe_member_path(info.name, path))
-                if key != current_key and current_key is not None:
-                    yield current_key, members, js
-                    members, js = {}, None
-                current_key = key
-                members[member] = (info.offset_data, info.size)
-                if member == "json":
-                    js = tar.extractfile(info).read()
-    except (tarfile.TarError, OSError) as exc:
-        raise InputError(path, None, f"candidate shard is unreadable ({type(exc).__name__}: {exc})",
-                         "regenerate it with vidalign generate") from None
-    if current_key is not None:
-        yield current_key, members, js
+        index = index_tar(path)
+        with open(path, "rb") as f:
+            for key, members in index:
+                js = read_indexed(f, "json", *members["json"], decode=False, source=path) if "json" in members \
+                    else None
+                yield key, members, js
+    except VidalignError as exc:
+        raise InputError(path, None, f"candidate shard is unreadable ({exc})", "regenerate it with vidalign generate") \
+            from None
 
 
 def candidate_shards(source: str | Path, config: str | None = None, split: str = "train") -> list[str]:

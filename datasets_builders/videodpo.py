@@ -9,14 +9,19 @@
     <root>/winvideos/*.mp4, <root>/losevideos/*.mp4
 
 The authors' loader (``TextVideoDPO``) takes ``video1`` as the winner whatever ``label`` says, passes
-``score`` on as the weight input (their ``pair_prob.py`` sets it to s_W·s_L, ``diff_score`` to s_W − s_L) and
+``score`` on as the weight input (their ``pair_prob.py`` sets it to s_W·s_L, ``diff_score`` to s_W − s_L; their
+weight ``(0.72 / score)^dupbeta`` is 1 with the released ``dupbeta: 0``) and
 drops metadata entries with ``clip_duration`` < 1 s *before* indexing pairs into the list, and reads the next
 video instead of one with fewer than ``video_length`` (16) frames: either shifts every later pair onto the wrong
 videos, so the export refuses such clips or (``short_clips="drop"``) leaves their pairs out, counted. ``clip_path`` values are absolute paths from the authors' machine: they are
 resolved here by the longest path suffix that exists under the dataset folder.
 
-Imported pairs keep the original metadata and pair entries verbatim (as JSON text in the sample's json), so an
-export writes them back unchanged except for ``clip_path`` (pointing at the exported files) and the indices.
+Imported pairs are pair records of :mod:`vidalign.contract` (``prompt``, ``chosen_score``, ``rejected_score``,
+``gap``, ``weight``): scores recovered from ``score`` and ``diff_score``, the weight a pair entry carries (an
+export writes ``weight`` into each pair entry, beside the fields the authors' loader reads, so weights survive the
+round trip) or else the re-weighting the import is asked for (the paper's by default, as ``vidprom-pairs``). They
+keep the original metadata and pair entries verbatim (as JSON text in the sample's json), so an export writes them
+back unchanged except for ``clip_path`` (pointing at the exported files), the indices and ``weight``.
 """
 
 from __future__ import annotations
@@ -28,13 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
+from vidalign import contract as C
 from vidalign.builder import Builder, register_builder
 from vidalign.datasets_builders.pairs import (
     VIDEO_CHECKS,
     VIDEODPO_CITATION,
+    ScoredPair,
+    WeightConfig,
     cached_state,
     is_score,
     materialise,
+    pair_weights,
     plan_items,
 )
 from vidalign.datasets_builders.plots import gap_histogram_png, score_histogram_png
@@ -68,23 +77,37 @@ class VideoDpoPair:
         """(s_W, s_L) recovered from ``score`` = s_W·s_L and ``diff_score`` = s_W − s_L, when both are set."""
         return scores_from_product_and_gap(self.pair_item.get("score"), self.pair_item.get("diff_score"))
 
-    def record(self) -> dict:
-        """The sample's ``json``: prompt, scores when known, and the original entries for a faithful export."""
+    @property
+    def stored_weight(self) -> float | None:
+        """The ``weight`` a pair entry carries (written by ``vidalign export videodpo``), or None."""
+        w = self.pair_item.get(C.WEIGHT)
+        return float(w) if is_score(w) and w >= 0 else None
+
+    def record(self, weight: float = 1.0) -> dict:
+        """The sample's ``json``: a pair record (:func:`vidalign.contract.pair_record`) with ``weight``, and the
+        original entries for a faithful export."""
         sw_sl = self.scores
-        return {
-            "prompt": self.prompt,
-            "chosen_score": sw_sl[0] if sw_sl else None,
-            "rejected_score": sw_sl[1] if sw_sl else None,
-            "gap": float(self.pair_item["diff_score"]) if is_score(self.pair_item.get("diff_score")) else None,
-            "weight_input": float(self.pair_item["score"]) if is_score(self.pair_item.get("score")) else None,
-            "source": "videodpo",
-            "videodpo": {
+        return C.pair_record(
+            self.prompt, sw_sl[0] if sw_sl else None, sw_sl[1] if sw_sl else None, weight,
+            source="videodpo",
+            videodpo={
                 "pair_index": self.index,
                 "pair_item": json.dumps(self.pair_item, sort_keys=True),
                 "chosen_item": json.dumps(self.chosen_item, sort_keys=True),
                 "rejected_item": json.dumps(self.rejected_item, sort_keys=True),
-            },
-        }
+            })
+
+
+def layout_weights(pairs: list[VideoDpoPair], config: WeightConfig) -> list[float]:
+    """Each pair's loss weight: the one its entry carries, else ``config``'s re-weighting of its recovered scores
+    (the paper's histogram over every recovered score), else 1 (a pair without scores)."""
+    scored = [(k, p.scores) for k, p in enumerate(pairs) if p.stored_weight is None and p.scores]
+    out = [p.stored_weight if p.stored_weight is not None else 1.0 for p in pairs]
+    if scored:
+        sp = [ScoredPair(str(k), 0, 1, sw, sl) for k, (sw, sl) in scored]
+        for (k, _), w in zip(scored, pair_weights(sp, [s for _, ss in scored for s in ss], config)):
+            out[k] = w
+    return out
 
 
 def scores_from_product_and_gap(score: Any, diff: Any) -> tuple[float, float] | None:
@@ -265,12 +288,14 @@ def layout_entries(k: int, record: dict, win_path: str, lose_path: str,
         lose = {"basic": {"clip_duration": durations[1], "clip_path": lose_path, "globalidx": k},
                 "misc": {"frame_caption": [prompt]}}
         pair = {"label": 0, "frame_caption": prompt}
-        s_w, s_l = record.get("chosen_score"), record.get("rejected_score")
+        s_w, s_l = record.get(C.CHOSEN_SCORE), record.get(C.REJECTED_SCORE)
         if is_score(s_w) and is_score(s_l):
             pair["score"] = float(s_w) * float(s_l)
             pair["diff_score"] = float(s_w) - float(s_l)
         else:  # the authors' loader reads pair["score"] unconditionally; with their alpha = 0 it has no effect
             pair["score"] = 1.0
+    if is_score(record.get(C.WEIGHT)):  # ignored by the authors' loader; read back by `vidalign import videodpo`
+        pair[C.WEIGHT] = float(record[C.WEIGHT])
     pair["video1"], pair["video2"] = 2 * k, 2 * k + 1
     return win, lose, pair
 
@@ -305,7 +330,7 @@ class VideoDpoImportBuilder(Builder):
     citation = VIDEODPO_CITATION
     tags = ["videodpo", "preference", "dpo", "text-to-video"]
     task_categories = ["text-to-video"]
-    columns = ("prompt.txt", "chosen_score.json", "rejected_score.json", "gap.json")
+    columns = ("prompt.txt", "chosen_score.json", "rejected_score.json", "gap.json", "weight.json")
 
     @dataclass
     class Args:
@@ -313,21 +338,39 @@ class VideoDpoImportBuilder(Builder):
         check_videos: Literal["header", "decode", "none"] = field(default="header", metadata={
             "help": "refuse broken videos: MP4 structure (fast), also decode the first frame, or no check"})
         split: str = field(default="train", metadata={"help": "split name"})
+        weight: Literal["paper", "code", "none"] = field(default="paper", metadata={
+            "help": "weight of pairs whose entry has none: paper (beta / sqrt(p(s_W) p(s_L)))^alpha, code "
+                    "(0.72 / (s_W s_L))^alpha (the released loader; its configs use alpha 0), or 1; pairs without "
+                    "score/diff_score weigh 1"})
+        alpha: float = field(default=1.0, metadata={"help": "weight exponent (0 = plain DPO, as the released configs)"})
+        beta: float | None = field(default=None, metadata={
+            "help": "paper weight's beta (default: probability of the most frequent OmniScore bin)"})
+        bin_width: float = field(default=0.01, metadata={"help": "OmniScore histogram bin width"})
 
         def __post_init__(self):
             require(self.check_videos in VIDEO_CHECKS, "videodpo-import", "check_videos", self.check_videos,
                     f"use one of {', '.join(VIDEO_CHECKS)}")
+            self.weight_config()
+
+        def weight_config(self) -> WeightConfig:
+            return WeightConfig(formula=self.weight, alpha=self.alpha, beta=self.beta, bin_width=self.bin_width)
 
     def _read(self, for_card: bool = False) -> tuple[list[VideoDpoPair], list[dict]]:
-        return cached_state(self, lambda: read_layout(self.args.source, self.on_error), for_card)
+        def read():
+            pairs, rejected = read_layout(self.args.source, self.on_error)
+            return pairs, rejected, layout_weights(pairs, self.args.weight_config())
+
+        pairs, rejected, _ = cached_state(self, read, for_card)
+        return pairs, rejected
 
     def plan(self):
         pairs, rejected = self._read()
+        weights = self._state[2]
         sizes = [p.chosen.stat().st_size + p.rejected.stat().st_size for p in pairs]
         self._sample_mb = max(sum(sizes) / len(sizes) / 1e6, 1e-3)
         items = []
-        for p in pairs:
-            record = p.record()
+        for p, w in zip(pairs, weights):
+            record = p.record(w)
             record.update(chosen_seed=None, rejected_seed=None)
             items.append({"videos": {"chosen.mp4": _file_ref(p.chosen), "rejected.mp4": _file_ref(p.rejected)},
                           "json": record})
@@ -354,7 +397,9 @@ class VideoDpoImportBuilder(Builder):
         pairs, rejected = self._read(for_card=True)
         lines = ["## Imported from VideoDPO", "", f"{len(pairs)} pairs from `{self.args.source}`"
                  f"{f', {len(rejected)} skipped' if rejected else ''}. OmniScores are recovered from "
-                 "`score` = s_W·s_L and `diff_score` = s_W − s_L where the pair file has them.", ""]
+                 "`score` = s_W·s_L and `diff_score` = s_W − s_L where the pair file has them. Each pair's loss "
+                 f"weight (`weight`) is the one its entry carries, else the {self.args.weight} re-weighting "
+                 f"(alpha {self.args.alpha:g}) of its scores, else 1.", ""]
         if (Path(folder) / PREVIEWS_DIR / "videodpo_scores.png").exists():
             lines += [f"![OmniScore distribution]({PREVIEWS_DIR}/videodpo_scores.png) "
                       f"![winner–loser gap]({PREVIEWS_DIR}/videodpo_gaps.png)", ""]
@@ -370,7 +415,9 @@ def export_layout(folder: str | Path, out: str | Path, config: str = "pairs", sp
                   min_frames: int = MIN_CLIP_FRAMES, min_duration: float = MIN_CLIP_DURATION) -> dict:
     """Write a vidalign ``pairs`` config as a VideoDPO dataset folder the authors' trainer reads.
 
-    Pairs keep the dataset's shard and key order; ``clip_path`` values are absolute paths of the exported files.
+    ``folder``: the dataset anywhere :func:`vidalign.data.stream` reads (a folder, a Hub id, a URL). Pairs keep
+    the dataset's shard and key order; ``clip_path`` values are absolute paths of the exported files; each pair
+    entry also carries the pair's ``weight`` (ignored by the authors' loader, read back by the import).
     A clip the authors' loader would skip or misread (``clip_duration`` < 1 s or fewer than 16 frames) is refused
     with the pair named, or with ``short_clips="drop"`` its pair is left out and listed in ``dropped``.
     """
@@ -378,45 +425,45 @@ def export_layout(folder: str | Path, out: str | Path, config: str = "pairs", sp
             f"use one of {', '.join(SHORT_CLIP_MODES)}")
     from tqdm.auto import tqdm
 
-    from vidalign.shards import iter_tar_samples, shard_paths
+    from vidalign.data import stream
 
     out = Path(out).resolve()
     if (out / METADATA_NAME).exists() and not overwrite:
         raise VidalignError(f"{out}: a VideoDPO layout is already there; pass --overwrite or another folder")
-    urls = shard_paths(str(folder), config, split)
+    pairs_in = stream(folder, config, split, members=["json", *C.PAIR_VIDEOS], rank=0, world_size=1)
     (out / WIN_DIR).mkdir(parents=True, exist_ok=True)
     (out / LOSE_DIR).mkdir(parents=True, exist_ok=True)
     entries, dropped, k = [], [], 0
-    for url in tqdm(urls, desc="export videodpo", unit="shard", disable=not progress):
-        for s in iter_tar_samples(url, members={"json", "chosen.mp4", "rejected.mp4"}):
-            missing = [m for m in ("json", "chosen.mp4", "rejected.mp4") if m not in s]
-            if missing:
-                raise InputError(f"{url}:{s['__key__']}", missing[0], "member missing",
-                                 "export a pairs config (members chosen.mp4, rejected.mp4, json)")
-            record = s["json"]
-            if not isinstance(record.get("prompt"), str):
-                raise InputError(f"{url}:{s['__key__']}", "json.prompt", "missing", "pairs need a prompt")
-            win, lose = out / WIN_DIR / f"{k:06d}.mp4", out / LOSE_DIR / f"{k:06d}.mp4"
-            where = f"{url}:{s['__key__']}"
-            imported = isinstance(record.get("videodpo"), dict)
-            durations = (DEFAULT_CLIP_DURATION, DEFAULT_CLIP_DURATION) if imported else (
-                clip_duration(s["chosen.mp4"], where), clip_duration(s["rejected.mp4"], where))
-            entry = layout_entries(k, record, str(win), str(lose), durations)
-            problems = [(m, p) for m, e in (("chosen.mp4", entry[0]), ("rejected.mp4", entry[1]))
-                        if (p := loader_problem(e, clip_frames(s[m], f"{where}.{m}"), min_frames, min_duration))]
-            if problems:
-                member, why = problems[0]
-                if short_clips == "refuse":
-                    raise InputError(where, member, f"{why}: the VideoDPO loader (data/video_data.py) would skip "
-                                     "it and pair every later winner with the wrong loser",
-                                     "export with --short-clips drop to leave such pairs out, or regenerate "
-                                     "longer clips")
-                dropped.append({"input": where, "reason": f"{member}: {why}"})
-                continue
-            win.write_bytes(s["chosen.mp4"])
-            lose.write_bytes(s["rejected.mp4"])
-            entries.append(entry)
-            k += 1
+    for s in tqdm(pairs_in, desc="export videodpo", unit="pair", disable=not progress):
+        url = s["__url__"]
+        missing = [m for m in ("json", "chosen.mp4", "rejected.mp4") if m not in s]
+        if missing:
+            raise InputError(f"{url}:{s['__key__']}", missing[0], "member missing",
+                             "export a pairs config (members chosen.mp4, rejected.mp4, json)")
+        record = s["json"]
+        if not isinstance(record.get("prompt"), str):
+            raise InputError(f"{url}:{s['__key__']}", "json.prompt", "missing", "pairs need a prompt")
+        win, lose = out / WIN_DIR / f"{k:06d}.mp4", out / LOSE_DIR / f"{k:06d}.mp4"
+        where = f"{url}:{s['__key__']}"
+        imported = isinstance(record.get("videodpo"), dict)
+        durations = (DEFAULT_CLIP_DURATION, DEFAULT_CLIP_DURATION) if imported else (
+            clip_duration(s["chosen.mp4"], where), clip_duration(s["rejected.mp4"], where))
+        entry = layout_entries(k, record, str(win), str(lose), durations)
+        problems = [(m, p) for m, e in (("chosen.mp4", entry[0]), ("rejected.mp4", entry[1]))
+                    if (p := loader_problem(e, clip_frames(s[m], f"{where}.{m}"), min_frames, min_duration))]
+        if problems:
+            member, why = problems[0]
+            if short_clips == "refuse":
+                raise InputError(where, member, f"{why}: the VideoDPO loader (data/video_data.py) would skip "
+                                 "it and pair every later winner with the wrong loser",
+                                 "export with --short-clips drop to leave such pairs out, or regenerate "
+                                 "longer clips")
+            dropped.append({"input": where, "reason": f"{member}: {why}"})
+            continue
+        win.write_bytes(s["chosen.mp4"])
+        lose.write_bytes(s["rejected.mp4"])
+        entries.append(entry)
+        k += 1
     if not entries:
         raise VidalignError(f"{folder}: config {config!r} split {split!r} has no pairs to export"
                             + (f" ({len(dropped)} dropped as too short)" if dropped else ""))

@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from vidalign import contract as C
 from vidalign.builder import Builder, Rejected, Sample, register_builder
 from vidalign.datasets_builders.pairs import (
     VIDEO_CHECKS,
@@ -513,12 +514,11 @@ class VidpromPairsBuilder(Builder):
         sub = {k: {kk: vv for kk, vv in s["score_of"][(c.prompt_id, c.index)].items() if kk != "omniscore"}
                for k, c in (("chosen", cw), ("rejected", cl))}
         return {"videos": {"chosen.mp4": video_ref(cw), "rejected.mp4": video_ref(cl)},
-                "json": {"prompt": cw.prompt, "prompt_id": p.prompt_id, "chosen_score": p.s_w,
-                         "rejected_score": p.s_l, "gap": p.gap, "weight": p.weight,
-                         "weight_formula": self.args.weight, "alpha": self.args.alpha,
-                         "chosen_subscores": sub["chosen"], "rejected_subscores": sub["rejected"],
-                         "chosen_seed": cw.seed, "rejected_seed": cl.seed, "chosen_candidate": cw.index,
-                         "rejected_candidate": cl.index, "chosen_key": cw.key, "rejected_key": cl.key}}
+                "json": C.pair_record(cw.prompt, p.s_w, p.s_l, p.weight, prompt_id=p.prompt_id,
+                                      weight_formula=self.args.weight, alpha=self.args.alpha,
+                                      chosen_subscores=sub["chosen"], rejected_subscores=sub["rejected"],
+                                      chosen_seed=cw.seed, rejected_seed=cl.seed, chosen_candidate=cw.index,
+                                      rejected_candidate=cl.index, chosen_key=cw.key, rejected_key=cl.key)}
 
     def build_shard(self, job):
         yield from materialise(self, job)

@@ -10,14 +10,13 @@ only when asked for.
 
 from __future__ import annotations
 
-import tarfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from vidalign.errors import InputError
-from vidalign.format import DATA_DIR, safe_member_path, split_member
+from vidalign.format import DATA_DIR
 from vidalign.media import decode_mp4
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif")
@@ -26,7 +25,8 @@ FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 @dataclass(frozen=True)
 class VideoItem:
-    """One video: ``path`` (file or frame folder) or ``tar``+``member`` (shard), plus the sample's json."""
+    """One video: ``path`` (file or frame folder) or ``tar``+``member`` at ``span`` (offset, size) of a shard,
+    plus the sample's json."""
 
     name: str
     clip: str
@@ -34,15 +34,17 @@ class VideoItem:
     tar: str | None = None
     member: str | None = None
     meta: dict = field(default_factory=dict)
+    span: tuple[int, int] | None = None
 
     def load(self) -> tuple[np.ndarray, float]:
         """Frames uint8 ``[T, H, W, 3]`` and fps (0 when unknown, as for frame folders)."""
         if self.tar is not None:
-            with tarfile.open(self.tar, mode="r:") as tf:
-                fh = tf.extractfile(safe_member_path(self.member, self.tar))
-                if fh is None:
-                    raise InputError(f"{self.tar}:{self.member}", None, "member is not a file", "rebuild the shard")
-                return decode_mp4(fh.read(), source=f"{self.tar}:{self.member}")
+            from vidalign.shards import read_indexed
+
+            where = f"{self.tar}:{self.member}"
+            with open(self.tar, "rb") as fh:
+                data = read_indexed(fh, self.member, *self.span, decode=False, source=self.tar)
+            return decode_mp4(data, source=where)
         path = Path(self.path)
         if path.is_dir():
             return read_frame_folder(path), 0.0
@@ -73,29 +75,28 @@ def _folder_video(folder: Path) -> Path | None:
 
 
 def _list_shards(root: Path) -> list[VideoItem]:
-    import json
+    """The ``*.mp4`` members of a vidalign folder's tar shards, located by the core's index
+    (:func:`vidalign.shards.index_tar`: guarded paths, headers only) with each sample's json read by offset."""
+    from vidalign.shards import index_tar, read_indexed
 
     items: list[VideoItem] = []
-    metas: dict[str, dict] = {}
     for tar_path in sorted((root / DATA_DIR).rglob("*.tar")):
-        with tarfile.open(tar_path, mode="r:") as tf:
-            for info in tf:
-                if not info.isfile():
-                    continue
-                name = safe_member_path(info.name, str(tar_path))
-                key, member = split_member(name)
-                key = PurePosixPath(key).name
-                if member == "json":
-                    fh = tf.extractfile(info)
+        with open(tar_path, "rb") as fh:
+            for key, members in index_tar(tar_path):
+                key = key.rsplit("/", 1)[-1]
+                meta = {}
+                if "json" in members:
                     try:
-                        metas[key] = json.loads(fh.read()) if fh else {}
-                    except json.JSONDecodeError as exc:
-                        raise InputError(f"{tar_path}:{name}", None, f"not valid JSON ({exc.msg})",
+                        meta = read_indexed(fh, "json", *members["json"], source=str(tar_path))
+                    except ValueError as exc:
+                        raise InputError(f"{tar_path}:{key}.json", None, f"not valid JSON ({exc})",
                                          "rebuild the shard") from None
-                elif member.endswith("mp4"):
-                    label = key if member == "mp4" else f"{key}.{member}"
-                    items.append(VideoItem(label, key, tar=str(tar_path), member=name))
-    return [VideoItem(i.name, i.clip, tar=i.tar, member=i.member, meta=metas.get(i.clip, {})) for i in items]
+                for member, span in members.items():
+                    if member.endswith("mp4"):
+                        label = key if member == "mp4" else f"{key}.{member}"
+                        items.append(VideoItem(label, key, tar=str(tar_path), member=f"{key}.{member}",
+                                               meta=meta if isinstance(meta, dict) else {}, span=span))
+    return items
 
 
 def list_videos(root: str | Path) -> list[VideoItem]:

@@ -1,18 +1,20 @@
 """``vidalign encode``: video shards → latent shards, as the ``latents`` builder (resumable, rank-sliced).
 
-One output shard per input shard, with the same config, split, name and sample keys. Each video member ``X.mp4``
-becomes ``X_latents.npy`` (+ ``X_logvar.npy``), the bare ``mp4`` becomes ``latents.npy``; every other member is
-kept and the json gains a ``latents`` object (CONTRACTS: latent shards). A sample whose video fails is rejected
-whole, so a pair stays a pair.
+One output shard per input shard, with the same config, split, name and sample keys. What it writes is the latent
+sample of :mod:`vidalign.contract`: each video member ``X.mp4`` becomes ``X_latents.npy`` (+ ``X_logvar.npy``), the
+bare ``mp4`` becomes ``latents.npy``; the training text (the json's ``caption`` when it has one, else its
+``prompt``) is embedded as ``prompt_embeds.npy`` + ``prompt_mask.npy`` with the one Wan text embedding; every other
+member is kept and the json gains a ``latents`` object. The encoded empty caption is stored once at the dataset
+root (``empty_prompt_embeds.npy``). A sample whose video fails is rejected whole, so a pair stays a pair.
 
-Why a map-style dataset over tar offsets: the main process indexes the shard (headers only), DataLoader workers
-read and decode the clips by offset in parallel and in order, while the main process batches clips of the same
+Why a map-style dataset over tar offsets: the main process indexes the shard (headers only,
+:func:`vidalign.shards.index_tar`), DataLoader workers read and decode the clips by offset
+(:func:`vidalign.shards.read_indexed`) in parallel and in order, while the main process batches clips of the same
 shape through the VAE on the GPU. Clips travel as uint8 and become ``[-1, 1]`` floats on the device.
 """
 
 from __future__ import annotations
 
-import tarfile
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,18 +22,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from vidalign import contract as C
 from vidalign.builder import Builder, Sample, ShardJob, register_builder
 from vidalign.errors import ConfigError, InputError, VidalignError, require
-from vidalign.format import (
-    SHARD_RE,
-    VIDEO_EXTENSIONS,
-    decode_member,
-    member_extension,
-    safe_member_path,
-    split_member,
-)
+from vidalign.format import SHARD_RE, VIDEO_EXTENSIONS, member_extension
 from vidalign.preprocessing import latents as lat
 from vidalign.preprocessing.video_io import READERS, ClipSpec, load_clip
+from vidalign.shards import read_indexed
 
 RUNTIME_FIELDS = ("device", "num_workers", "prefetch")  # how to run, not what the data is: kept out of the manifest
 PROMPT_CACHE = 4096
@@ -52,23 +49,13 @@ def parse_bucket(text: str) -> tuple[int, int]:
 
 
 def index_tar(path: str | Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
-    """``[(key, {member: (offset, size)})]`` of a shard in order, from tar headers only (no member is read)."""
-    out: list[tuple[str, dict[str, tuple[int, int]]]] = []
+    """:func:`vidalign.shards.index_tar` with an unreadable shard reported as an input error."""
+    from vidalign.shards import index_tar as index
+
     try:
-        with tarfile.open(path, mode="r:") as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                key, member = split_member(safe_member_path(info.name, str(path)))
-                if not member:
-                    continue
-                if not out or out[-1][0] != key:
-                    out.append((key, {}))
-                out[-1][1][member] = (info.offset_data, info.size)
-    except (tarfile.TarError, OSError) as exc:
-        raise InputError(path, None, f"shard is unreadable ({type(exc).__name__}: {exc})",
-                         "rebuild or re-download it") from exc
-    return out
+        return index(path)
+    except VidalignError as exc:
+        raise InputError(path, None, str(exc).removeprefix(f"{path}: "), "rebuild or re-download it") from None
 
 
 @dataclass
@@ -100,11 +87,10 @@ class ShardClips:
     def __len__(self) -> int:
         return len(self.index)
 
-    def _read(self, offset: int, size: int) -> bytes:
+    def _read(self, member: str, offset: int, size: int, decode: bool) -> Any:
         if self._file is None:  # opened in the worker, never shared across a fork
             self._file = open(self.path, "rb")  # noqa: SIM115 - lives as long as the worker
-        self._file.seek(offset)
-        return self._file.read(size)
+        return read_indexed(self._file, member, offset, size, decode=decode, source=self.source)
 
     def close(self) -> None:
         if self._file is not None:
@@ -120,15 +106,15 @@ class ShardClips:
                 raise InputError(f"{self.source}:{key}", None, f"sample has no video member (members: "
                                  f"{sorted(members)})", "encode a dataset of video shards")
             for member, (offset, size) in members.items():
-                data = self._read(offset, size)
                 if member in videos:
+                    data = self._read(member, offset, size, decode=False)
                     clip = load_clip(data, self.spec, self.reader, name=f"{self.source}:{key}.{member}")
                     item.clips[member] = clip.video
                     item.fps = clip.fps
                     if self.keep_videos:
                         item.members[member] = data
                 else:
-                    item.members[member] = decode_member(member, data)
+                    item.members[member] = self._read(member, offset, size, decode=True)
         except InputError as exc:
             item.error, item.clips, item.members = (exc.source, exc.field, exc.problem, exc.fix), {}, {}
         except VidalignError as exc:
@@ -274,11 +260,9 @@ class LatentsBuilder(Builder):
         ``uncond_type: empty_seq``), made by the same function, tokenizer and length as every prompt."""
         if self.args.text_encoder is None:
             return
-        from vidalign.text_embeds import write_empty_prompt_embeds
-
         _, tok, enc = self.models()
-        embeds, _ = lat.encode_prompts(enc, tok, [""], self.args.max_length)
-        write_empty_prompt_embeds(folder, embeds[0].numpy())
+        embeds, _ = C.encode_text(tok, enc, [""], self.args.max_length)
+        C.write_empty_prompt_embeds(folder, embeds[0])
 
     # -- build --------------------------------------------------------------------------------------------------
     def build_shard(self, job: ShardJob):
@@ -341,21 +325,20 @@ class LatentsBuilder(Builder):
             meta["seeds"] = {m: lat.sample_seed(self.seed, item.key, m) for m in item.clips}
         produced = {}
         for member, (z, logvar) in item.latents.items():
-            name_z, name_logvar = lat.latent_members(member)
+            name_z, name_logvar = C.latent_members(member)
             produced[name_z] = lat.to_float16(z, src, name_z)
             if logvar is not None:
                 produced[name_logvar] = lat.to_float16(logvar, src, name_logvar)
         if a.text_encoder is not None:
             if embed is None:
-                raise InputError(src, "json.prompt", "no prompt to embed",
-                                 "give every sample a json prompt, or drop --text-encoder")
-            produced["prompt_embeds.npy"] = lat.to_float16(embed[0], src, "prompt_embeds.npy")
-            produced["prompt_mask.npy"] = np.asarray(embed[1], dtype=bool)
+                C.training_text(js, src)  # raises: no caption or prompt to embed
+            produced[C.PROMPT_EMBEDS] = lat.to_float16(embed[0], src, C.PROMPT_EMBEDS)
+            produced[C.PROMPT_MASK] = np.asarray(embed[1], dtype=bool)
         clash = sorted(set(produced) & set(out))
         if clash:
             raise InputError(src, clash[0], "the input already has this member", "encode a video dataset, "
                              "not one that already holds latents")
-        js["latents"] = meta
+        js[C.LATENTS_FIELD] = meta
         return {**out, **produced, "json": js}
 
 
@@ -391,17 +374,20 @@ class _BatchEncoder:
             item.latents[m] = (z[k], None if logvar is None else logvar[k])
 
     def prompts(self, items: list[Item]) -> dict[str, tuple]:
-        """``{key: (embeds [L, D], mask [L])}`` for items with a prompt; each distinct prompt is encoded once."""
+        """``{key: (embeds [L, D], mask [L])}`` of each item's training text (its json ``caption``, else its
+        ``prompt``: :func:`vidalign.contract.training_text`); each distinct text is encoded once."""
         if self.enc is None:
             return {}
         texts = {}
         for item in items:
-            prompt = (item.members.get("json") or {}).get("prompt")
-            if isinstance(prompt, str):  # else _members rejects the sample
-                texts[item.key] = prompt
+            try:
+                texts[item.key] = C.training_text(item.members.get("json"), item.key)
+            except InputError:  # _members rejects the sample
+                continue
         new = [p for p in dict.fromkeys(texts.values()) if p not in self.cache]
         if new:
-            embeds, mask = lat.encode_prompts(self.enc, self.tok, new, self.b.args.max_length)
+            embeds, mask = C.encode_text(self.tok, self.enc, new, self.b.args.max_length)
+            embeds, mask = embeds.float().cpu(), mask.cpu()
             for k, p in enumerate(new):
                 self.cache[p] = (embeds[k], mask[k])
         for p in texts.values():

@@ -3,8 +3,9 @@
 Why store the latent distribution's mean and log-variance instead of one sample: a trainer can then draw
 a fresh sample each epoch (or use the mean) without re-encoding the video, and the encode is deterministic.
 Latents are kept in the VAE's *raw* space; the json records the normalisation constants so every consumer
-normalises the same way (Wan: ``(z - latents_mean) / latents_std``; others: ``z * scaling_factor``, see
-:func:`normalize_latents`).
+normalises the same way. Member names, normalisation and the text embedding are the stages' contract,
+:mod:`vidalign.contract` (:func:`~vidalign.contract.latent_members`, :func:`~vidalign.contract.normalize_latents`,
+:func:`~vidalign.contract.encode_text`).
 
 Everything here is loaded with ``from_pretrained`` from a Hub id or a local folder: a pipeline folder
 (``model_index.json`` with ``vae/``, ``text_encoder/``, ``tokenizer/``) or a single-model folder.
@@ -20,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from vidalign import contract as C
+from vidalign.contract import DEFAULT_MAX_LENGTH  # noqa: F401  (re-exported: encode's default)
 from vidalign.errors import ConfigError, InputError, require
 
 DTYPE_NAMES = ("bf16", "fp16", "fp32")
 DEFAULT_VAE = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
-DEFAULT_MAX_LENGTH = 512  # Wan's umT5 context
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -121,47 +123,9 @@ def configure_vae(vae: Any, tiling: bool = False, slicing: bool = False) -> Any:
     return vae
 
 
-def latent_norm(vae: Any) -> dict[str, Any]:
-    """The VAE's normalisation constants as the latent json records them (unset ones are None)."""
-    cfg = vae.config
-    mean, std = cfg.get("latents_mean"), cfg.get("latents_std")
-    scale = cfg.get("scaling_factor")
-    return {
-        "latents_mean": [float(v) for v in mean] if mean is not None else None,
-        "latents_std": [float(v) for v in std] if std is not None else None,
-        "scaling_factor": float(scale) if scale is not None else None,
-    }
-
-
 def vae_meta(vae: Any, id_or_path: str, revision: str | None = None) -> dict[str, Any]:
     """The VAE part of the json's ``latents`` object."""
-    return {"vae": str(id_or_path), "revision": revision, "vae_class": type(vae).__name__, **latent_norm(vae)}
-
-
-def normalize_latents(z: Any, meta: dict[str, Any]) -> Any:
-    """Raw latents ``[..., C, T, h, w]`` → the transformer's space, as the json's ``latents`` object says."""
-    import torch
-
-    z = torch.as_tensor(z)
-    if meta.get("latents_mean") is not None and meta.get("latents_std") is not None:
-        shape = (-1, 1, 1, 1)
-        mean = torch.tensor(meta["latents_mean"], dtype=z.dtype, device=z.device).view(shape)
-        std = torch.tensor(meta["latents_std"], dtype=z.dtype, device=z.device).view(shape)
-        return (z - mean) / std
-    return z * float(meta.get("scaling_factor") or 1.0)
-
-
-def denormalize_latents(z: Any, meta: dict[str, Any]) -> Any:
-    """Inverse of :func:`normalize_latents`."""
-    import torch
-
-    z = torch.as_tensor(z)
-    if meta.get("latents_mean") is not None and meta.get("latents_std") is not None:
-        shape = (-1, 1, 1, 1)
-        mean = torch.tensor(meta["latents_mean"], dtype=z.dtype, device=z.device).view(shape)
-        std = torch.tensor(meta["latents_std"], dtype=z.dtype, device=z.device).view(shape)
-        return z * std + mean
-    return z / float(meta.get("scaling_factor") or 1.0)
+    return {"vae": str(id_or_path), "revision": revision, "vae_class": type(vae).__name__, **C.latent_norm(vae)}
 
 
 def sample_seed(base_seed: int, key: str, member: str) -> int:
@@ -225,30 +189,6 @@ def load_text_encoder(id_or_path: str = DEFAULT_VAE, subfolder: str | None = "au
     return tokenizer, model.to(device)
 
 
-def clean_prompt(text: str) -> str:
-    """Wan's prompt cleaning (ftfy when installed, HTML unescape, whitespace), so embeddings match the pipeline."""
-    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
-
-    return prompt_clean(text)
-
-
-def encode_prompts(text_encoder: Any, tokenizer: Any, prompts: list[str],
-                   max_length: int = DEFAULT_MAX_LENGTH) -> tuple[Any, Any]:
-    """Text-encoder hidden states ``[B, L, D]`` (float32, CPU, zero past each prompt's end as Wan's pipeline
-    makes them) and the attention mask ``[B, L]`` (bool), ``L = max_length``."""
-    import torch
-
-    require(max_length >= 1, "--max-length", "max_length", max_length, "use a positive token count")
-    batch = tokenizer([clean_prompt(p) for p in prompts], padding="max_length", max_length=max_length,
-                      truncation=True, add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-    device = next(text_encoder.parameters()).device
-    with torch.inference_mode():
-        hidden = text_encoder(batch.input_ids.to(device), batch.attention_mask.to(device)).last_hidden_state
-    mask = batch.attention_mask.bool()
-    embeds = hidden.float().cpu() * mask.unsqueeze(-1)
-    return embeds, mask
-
-
 def to_float16(array: Any, source: str, member: str) -> np.ndarray:
     """float16 copy of a latent array; values beyond float16's range are an :class:`InputError`, not inf."""
     import torch
@@ -259,15 +199,6 @@ def to_float16(array: Any, source: str, member: str) -> np.ndarray:
         raise InputError(source, member, f"latent values reach {peak:g}, beyond float16",
                          "check the VAE and its input range ([-1, 1])")
     return arr.astype(np.float16)
-
-
-def latent_members(video_member: str) -> tuple[str, str]:
-    """``chosen.mp4`` → (``chosen_latents.npy``, ``chosen_logvar.npy``); the bare ``mp4`` → (``latents.npy``,
-    ``logvar.npy``) (see CONTRACTS: latent shards)."""
-    stem = video_member.rsplit(".", 1)[0] if "." in video_member else ""
-    prefix = f"{stem}_" if stem else ""
-    return f"{prefix}latents.npy", f"{prefix}logvar.npy"
-
 
 
 def decode_latents(vae: Any, latents: Any) -> np.ndarray:

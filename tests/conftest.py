@@ -1,5 +1,8 @@
 """Fixtures shared by every test folder.
 
+``http_server``: a :class:`http_server.FileServer` serving a fresh folder (``http_server.root``) over plain HTTP on
+127.0.0.1 (GET/HEAD/Range, no listings), as an object store or web server serves dataset files.
+
 ``hub_server``: a :class:`hub_server.HubServer` (a small Hugging Face Hub on 127.0.0.1, see ``tests/hub_server.py``)
 with this process's ``huggingface_hub`` and ``datasets`` pointed at it (``HF_ENDPOINT``, a write token in
 ``HF_TOKEN``, LFS uploads instead of Xet, a private download cache); ``hub_server.env()`` gives the same settings
@@ -14,13 +17,22 @@ from pathlib import Path
 
 import pytest
 
-if "hub_server" not in sys.modules:  # importable by tests as `hub_server` (pytest runs in importlib mode)
-    _spec = importlib.util.spec_from_file_location("hub_server", Path(__file__).with_name("hub_server.py"))
-    _mod = importlib.util.module_from_spec(_spec)
-    sys.modules["hub_server"] = _mod
-    _spec.loader.exec_module(_mod)
+for _name in ("hub_server", "http_server"):  # importable by tests by name (pytest runs in importlib mode)
+    if _name not in sys.modules:
+        _spec = importlib.util.spec_from_file_location(_name, Path(__file__).with_name(f"{_name}.py"))
+        _mod = importlib.util.module_from_spec(_spec)
+        sys.modules[_name] = _mod
+        _spec.loader.exec_module(_mod)
 
+from http_server import FileServer  # noqa: E402
 from hub_server import HubServer, point_clients_at  # noqa: E402
+
+
+@pytest.fixture
+def http_server(tmp_path_factory):
+    """A running :class:`http_server.FileServer` over an empty folder ``http_server.root`` (see the module docstring)."""
+    with FileServer(tmp_path_factory.mktemp("www")) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -666,7 +666,7 @@ def point_clients_at(monkeypatch, url: str, token: str | None, cache) -> None:
     undone after the test), with ``token`` (None: no token at all) and downloads cached under ``cache``.
 
     Both libraries read ``HF_ENDPOINT`` into module constants at import time, so those are patched as well as the
-    environment; ``HF_HUB_DISABLE_XET`` makes uploads use the LFS batch API this server speaks."""
+    environment (and transformers' shared ``HfApi`` is dropped, so the next one is made for this endpoint); ``HF_HUB_DISABLE_XET`` makes uploads use the LFS batch API this server speaks."""
     from pathlib import Path
 
     import datasets.config as dcfg
@@ -694,6 +694,13 @@ def point_clients_at(monkeypatch, url: str, token: str | None, cache) -> None:
     monkeypatch.setattr(dcfg, "HF_DATASETS_CACHE", cache / "datasets")
     # the dataset viewer's Parquet export lives on another host (datasets-server.<endpoint host>): none here
     monkeypatch.setattr(dcfg, "USE_PARQUET_EXPORT", False)
+    # transformers keeps one HfApi (endpoint fixed when first made) for Trainer's create_repo and pushes
+    try:
+        import transformers.utils.hub as thub
+
+        monkeypatch.setattr(thub, "_hf_api", None)
+    except ImportError:
+        pass
 
 
 def _true(values) -> bool:

@@ -70,8 +70,8 @@ def _denoiser(cfg) -> str:
 
 
 def _data(kind: str, cfg) -> str:
-    """Open the source and prepare its first sample exactly as the trainer's DataLoader would."""
-    from vidalign.training.data import LatentStream, StreamState
+    """Open the stream and prepare its first sample exactly as the trainer's DataLoader would."""
+    from vidalign.streaming import StreamState
 
     if kind == "reward":
         from vidalign.training.reward_trainer import DropClipPrep, reward_source
@@ -81,16 +81,23 @@ def _data(kind: str, cfg) -> str:
         source = reward_source(None, cfg)
         prep = DropClipPrep(cfg.prompt, (), cfg.height, cfg.width)
     else:
-        from vidalign.training.data import ClipPrep, PairPrep, as_source
+        from vidalign.training.data import ClipPrep, PairPrep, training_stream
 
-        source = as_source(cfg.train_data, config=cfg.train_config, split=cfg.data_split, resample=cfg.data_resample)
+        source = training_stream(cfg.train_data, cfg.train_config, cfg.data_split, cfg.data_resample,
+                                 cfg.shuffle_buffer)
         prep = (PairPrep(cfg.data_format, cfg.chosen_member, cfg.rejected_member, cfg.pair_weight_key)
                 if kind == "dpo" else ClipPrep(cfg.latents_member))
     workers = max(1, cfg.dataloader_num_workers)
-    stream = LatentStream(source, prep, seed=cfg.seed, state=StreamState(num_workers=workers))
+    stream = source.replace(transform=prep, seed=cfg.seed, state=StreamState(num_workers=workers))
     sample = stream.first_sample()
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in sample.items() if hasattr(v, "shape") and v.ndim > 0)
-    return f"train_data: {cfg.train_data} opens ({source.describe()}); first sample prepared: {shapes}"
+    line = f"train_data: {cfg.train_data} opens ({source.describe()}); first sample prepared: {shapes}"
+    if kind != "reward" and cfg.caption_dropout > 0:
+        from vidalign.contract import empty_caption_embeds
+
+        empty = empty_caption_embeds(cfg.empty_prompt_embeds, source, cfg.caption_dropout)
+        line += f"; dropped captions: {'zeros' if empty is None else f'encoded empty prompt {empty.shape}'}"
+    return line
 
 
 def _resume(resume, output_dir: str) -> str | None:

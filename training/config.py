@@ -134,7 +134,9 @@ class BaseTrainingConfig(TrainingArguments):
     model_revision: str | None = None
 
     # --- data
-    train_data: str | None = field(default=None, metadata={"help": "dataset folder, glob or {a..b} shard pattern"})
+    train_data: str | None = field(default=None, metadata={
+        "help": "dataset: a folder, a Hub id (org/name, hf://datasets/org/name@rev), a URL of a dataset root or of "
+                "shards (https://, s3://, gs://; pipe:cmd), a glob or a {a..b} shard pattern"})
     train_config: str | None = field(
         default=None, metadata={"help": "dataset config to train on (e.g. groups); needed when it has several"}
     )
@@ -142,6 +144,9 @@ class BaseTrainingConfig(TrainingArguments):
     data_resample: bool = field(default=False, metadata={
         "help": "draw shards at random forever; default: split the shard list by rank and worker, every sample "
                 "once per pass, passes repeated until max_steps"})
+    shuffle_buffer: int = field(default=0, metadata={
+        "help": "samples mixed in a shuffle buffer (0: none; shard order is reshuffled every pass either way); "
+                "resuming replays, without decoding, the part of a pass already consumed"})
 
     # --- LoRA (peft)
     use_lora: bool = True
@@ -192,6 +197,7 @@ class BaseTrainingConfig(TrainingArguments):
             if kw.get("target_modules") is not None:
                 t = kw["target_modules"]
                 self.lora_target_modules = [t] if isinstance(t, str) else list(t)
+        require(self.shuffle_buffer >= 0, o, "shuffle_buffer", self.shuffle_buffer, "use a buffer size >= 0")
         require(self.lora_rank >= 1, o, "lora_rank", self.lora_rank, "use a rank >= 1 (SpatialAlign, VADER: 16)")
         require(self.lora_alpha > 0, o, "lora_alpha", self.lora_alpha, "use alpha > 0")
         require(0.0 <= self.lora_dropout < 1.0, o, "lora_dropout", self.lora_dropout, "use a value in [0, 1)")

@@ -35,7 +35,8 @@ class RewardGradientConfig(BaseTrainingConfig):
 
     # --- what to train on: a prompt set (VADER) or ground-truth clips from drop shards (PISA)
     prompts: str | None = field(default=None, metadata={"help": "prompt set name or text file (one per line)"})
-    train_data: str | None = field(default=None, metadata={"help": "drop-shard dataset (folder, glob or URLs)"})
+    train_data: str | None = field(default=None, metadata={
+        "help": "drop-shard dataset: a folder, a Hub id (org/name), a URL (https://, s3://), a glob or shard URLs"})
     data_resample: bool = field(default=True, metadata={"help": "draw drop shards at random forever (default)"})
     shuffle_buffer: int = 64
     prompt: str | None = field(default=None, metadata={"help": "caption for every data sample (else its json prompt)"})
@@ -133,7 +134,6 @@ class RewardGradientConfig(BaseTrainingConfig):
             self.prompt_list = read_prompts(self.prompts)
         require(not self.first_frame_conditioning or self.train_data is not None, o, "first_frame_conditioning",
                 True, "first frames come from train_data: set train_data or turn conditioning off")
-        require(self.shuffle_buffer >= 1, o, "shuffle_buffer", self.shuffle_buffer, "use >= 1 (1 = no shuffling)")
 
 
 def build_reward_config(values: dict[str, Any], source: str = "config") -> RewardGradientConfig:

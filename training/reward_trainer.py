@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidalign import contract as C
 from vidalign.errors import ConfigError, InputError, VidalignError
+from vidalign.streaming import ShardStream, stream
 from vidalign.training.components import (  # noqa: F401  (re-exported: the reward trainer's model API)
     RANDOM_PRESETS,
     WanComponents,
@@ -34,7 +36,7 @@ from vidalign.training.components import (  # noqa: F401  (re-exported: the rewa
     random_wan_components,
     save_components,
 )
-from vidalign.training.data import META_KEYS, ListSource, ShardSource, StreamId, StreamSource
+from vidalign.training.data import META_KEYS, training_stream
 from vidalign.training.reward_config import RewardGradientConfig
 from vidalign.training.rewards import Reward, RewardInputs
 from vidalign.training.sampling import (
@@ -42,7 +44,6 @@ from vidalign.training.sampling import (
     backprop_cutoff,
     decode_frames,
     encode_first_frame,
-    encode_prompts,
     flow_sigmas,
     num_latent_frames,
     sample_flow,
@@ -51,35 +52,25 @@ from vidalign.training.trainer_base import VidalignTrainer
 
 
 # ----------------------------------------------------------------------------------------------- data
-def _member(sample: dict, name: str) -> Any:
-    from vidalign.format import decode_member
-
-    value = sample[name]
-    if isinstance(value, (bytes, bytearray, memoryview)) and not name.endswith("mp4"):
-        return decode_member(name, bytes(value))
-    return value
-
-
 def clip_example(sample: dict, caption: str | None, need: set[str]) -> dict[str, Any]:
-    """A drop-shard sample (``mp4``, ``json``, ``mask.npz``, ``depth.npy``; decoded or raw bytes) → arrays."""
+    """A drop-shard sample (``mp4``, ``json``, ``mask.npz``, ``depth.npy``; decoded or raw bytes) → arrays; the
+    text is ``caption`` when given, else the sample's training text (:func:`vidalign.contract.training_text`:
+    its ``caption``, else its ``prompt``)."""
     from vidalign.media import decode_mp4
 
     key = sample.get("__key__", "<sample>")
     if "mp4" not in sample:
         raise InputError(key, "mp4", "the sample has no mp4 member", "train_data must be single-clip drop shards")
-    video = _member(sample, "mp4")
+    video = C.member(sample, "mp4")
     frames = video if isinstance(video, np.ndarray) else decode_mp4(bytes(video), source=str(key))[0]
-    meta = _member(sample, "json") if "json" in sample else {}
-    prompt = caption or (meta.get("prompt") if isinstance(meta, dict) else None)
-    if not prompt:
-        raise InputError(key, "json.prompt", "no prompt in the sample", "set prompt: <caption> in the config")
+    prompt = caption or C.training_text(C.record(sample), str(key))
     out: dict[str, Any] = {"key": key, "prompt": prompt, "frames": frames}
     for member, field_name in (("mask.npz", "masks"), ("depth.npy", "depth")):
         if field_name not in need:
             continue
         if member not in sample:
             raise InputError(key, member, "missing, but a reward compares with it", "use drop shards that have it")
-        value = _member(sample, member)
+        value = C.member(sample, member)
         out[field_name] = np.asarray(value["mask"] if member == "mask.npz" else value)
     return out
 
@@ -121,24 +112,13 @@ class PromptPrep:
         return {"prompt": sample["prompt"]}
 
 
-class PromptSource:
-    """Prompts drawn uniformly with replacement (VADER's ``random.choice``), seeded per stream and pass, so any
-    number of ranks and workers can share a short prompt list and a resumed run draws the same prompts."""
-
-    def __init__(self, prompts: list[str]):
-        if not prompts:
-            raise ConfigError("prompts: the prompt set is empty")
-        self.prompts = list(prompts)
-
-    def iterate(self, sid: StreamId, pass_index: int, skip: int, seed: int):
-        rng = random.Random(f"{seed}/prompts/{sid.index}/{sid.total}/{pass_index}")
-        for i in range(len(self.prompts)):
-            p = rng.choice(self.prompts)
-            if i >= skip:
-                yield {"__key__": f"p{pass_index}-{i}", "prompt": p}
-
-    def describe(self) -> str:
-        return f"{len(self.prompts)} prompts"
+def prompt_stream(prompts: list[str]) -> ShardStream:
+    """Prompts drawn uniformly with replacement (VADER's ``random.choice``): the one stream over the prompt list,
+    resampled, seeded per rank and worker, so any number of them share a short list and a resume draws the same."""
+    if not prompts:
+        raise ConfigError("prompts: the prompt set is empty")
+    rows = [{"__key__": f"p{i:06d}", "prompt": p} for i, p in enumerate(prompts)]
+    return stream(rows, resample=True, decode=False, epochs=None)
 
 
 def collate_rewards(samples: list[dict]) -> dict[str, Any]:
@@ -175,7 +155,7 @@ class PromptEmbedder:
                 raise VidalignError(f"prompt {missing[0]!r} was not encoded before the text encoder was released")
             for i in range(0, len(missing), 16):
                 chunk = missing[i : i + 16]
-                emb = encode_prompts(self.tokenizer, self.text_encoder, chunk, self.max_length)
+                emb = C.encode_text(self.tokenizer, self.text_encoder, chunk, self.max_length)[0]
                 self.cache.update(zip(chunk, emb.to(self.device, self.dtype)))
         return torch.stack([self.cache[p] for p in prompts])
 
@@ -185,23 +165,13 @@ class PromptEmbedder:
             torch.cuda.empty_cache()
 
 
-def reward_source(data: Any, args: RewardGradientConfig):
-    """The prompt set, or the drop shards / sample dicts ``data`` (default ``args.train_data``), as a source."""
+def reward_source(data: Any, args: RewardGradientConfig) -> ShardStream:
+    """The stream of the prompt set, or of the drop shards / ``datasets`` dataset / sample dicts ``data`` (default
+    ``args.train_data``): the swap point of the reward trainer's data."""
     if data is None and args.train_data is None:
-        return PromptSource(args.prompt_list)
+        return prompt_stream(args.prompt_list)
     data = data if data is not None else args.train_data
-    if isinstance(data, (list, tuple)) and data and isinstance(data[0], dict):
-        return ListSource(data)
-    if args.shuffle_buffer > 1:  # a shuffle buffer: resuming replays (reads, not decodes) what was consumed
-        from vidalign.data import ShardStream
-        from vidalign.shards import shard_paths
-
-        urls = shard_paths(data, args.train_config, args.data_split, option="train_config")
-        return StreamSource(ShardStream(urls, resample=args.data_resample, shuffle=args.shuffle_buffer,
-                                        decode=False,
-                                        seed=args.data_seed if args.data_seed is not None else args.seed))
-    return ShardSource(data, config=args.train_config, split=args.data_split, resample=args.data_resample)
-
+    return training_stream(data, args.train_config, args.data_split, args.data_resample, args.shuffle_buffer)
 
 
 # ----------------------------------------------------------------------------------------------- trainer
@@ -242,6 +212,7 @@ class RewardTrainer(VidalignTrainer):
         self.reward_names = [s.name for s in args.reward_specs] if rewards is None else [
             type(r).__name__ for _, r in rewards]
         self.need = tuple(sorted({f for _, r in self.rewards for f in getattr(r, "gt_fields", ())}))
+        self.prompt_set = train_dataset is None and args.train_data is None
         super().__init__(model=transformer, args=args, train_dataset=train_dataset, callbacks=callbacks,
                          optimizers=optimizers, peft_config=peft_config, **kwargs)
         self.model.train()
@@ -252,8 +223,8 @@ class RewardTrainer(VidalignTrainer):
         self.scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=args.num_train_timesteps,
                                                          shift=args.flow_shift)
         self.sigmas = flow_sigmas(self.scheduler, args.num_inference_steps, device)
-        if isinstance(self._source, PromptSource):  # a finite prompt set: encode once, free the encoder
-            self.embed(self._source.prompts + [args.negative_prompt] + list(args.validation_prompt_list))
+        if self.prompt_set:  # a finite prompt set: encode once, free the encoder
+            self.embed(list(args.prompt_list) + [args.negative_prompt] + list(args.validation_prompt_list))
             self.embed.release()
 
     # --- data
@@ -262,7 +233,7 @@ class RewardTrainer(VidalignTrainer):
 
     def make_prep(self):
         a = self.args
-        if isinstance(self._source, PromptSource):
+        if self.prompt_set:
             return PromptPrep()
         return DropClipPrep(a.prompt, self.need, a.height, a.width)
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from vidalign import contract as C
+
 BACKPROP_MODES = ("last", "rand", "specific", "all")
 
 
@@ -49,34 +51,14 @@ def flow_sigmas(scheduler, num_steps: int, device: torch.device | str = "cpu") -
 
 
 # ----------------------------------------------------------------------------------------------- latents
-def latent_stats(vae) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
-    """``(latents_mean, latents_std, scaling_factor)`` of a VAE config (mean/std None when it has none)."""
-    cfg = vae.config
-    mean = getattr(cfg, "latents_mean", None)
-    std = getattr(cfg, "latents_std", None)
-    if mean is not None and std is not None:
-        return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32), 1.0
-    return None, None, float(getattr(cfg, "scaling_factor", 1.0) or 1.0)
-
-
-def _channel_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.to(device=like.device, dtype=like.dtype).view(1, -1, *([1] * (like.ndim - 2)))
-
-
 def normalize_latents(z: torch.Tensor, vae) -> torch.Tensor:
-    """Raw VAE latents → the transformer's space (Wan: ``(z − mean) / std``; else ``z · scaling_factor``)."""
-    mean, std, scale = latent_stats(vae)
-    if mean is None:
-        return z * scale
-    return (z - _channel_view(mean, z)) / _channel_view(std, z)
+    """Raw VAE latents → the transformer's space, with ``vae``'s constants (:func:`vidalign.contract.normalize_latents`)."""
+    return C.normalize_latents(z, C.latent_norm(vae))
 
 
 def denormalize_latents(x: torch.Tensor, vae) -> torch.Tensor:
-    """Inverse of :func:`normalize_latents`."""
-    mean, std, scale = latent_stats(vae)
-    if mean is None:
-        return x / scale
-    return x * _channel_view(std, x) + _channel_view(mean, x)
+    """Inverse of :func:`normalize_latents` (:func:`vidalign.contract.denormalize_latents`)."""
+    return C.denormalize_latents(x, C.latent_norm(vae))
 
 
 def num_latent_frames(num_frames: int, temporal_ratio: int = 4) -> int:
@@ -98,18 +80,6 @@ def encode_first_frame(vae, frames: torch.Tensor) -> torch.Tensor:
     x = frames.to(device=vae.device, dtype=vae.dtype).unsqueeze(2)
     dist = vae.encode(x).latent_dist
     return normalize_latents(dist.mode().float(), vae)
-
-
-# ----------------------------------------------------------------------------------------------- text
-@torch.no_grad()
-def encode_prompts(tokenizer, text_encoder, prompts: Sequence[str], max_length: int = 512) -> torch.Tensor:
-    """Wan-style text embeddings ``[B, max_length, D]``: encoder states with the padding positions zeroed."""
-    inputs = tokenizer(list(prompts), padding="max_length", max_length=max_length, truncation=True,
-                       add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-    device = next(text_encoder.parameters()).device
-    ids, mask = inputs.input_ids.to(device), inputs.attention_mask.to(device)
-    hidden = text_encoder(ids, mask).last_hidden_state
-    return hidden * mask.unsqueeze(-1).to(hidden.dtype)
 
 
 # ----------------------------------------------------------------------------------------------- sampling

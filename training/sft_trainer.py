@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 from vidalign.errors import ConfigError, VidalignError
 from vidalign.training import losses as L
 from vidalign.training.config import DiffusionSFTConfig, DiffusionTrainingConfig
-from vidalign.training.data import ClipPrep, as_source, collate_latents
+from vidalign.training.data import ClipPrep, collate_latents, training_stream
 from vidalign.training.lora import load_denoiser
 from vidalign.training.trainer_base import CONFIG_NAME, STREAM_STATE_NAME, VidalignTrainer  # noqa: F401
 
@@ -93,8 +93,9 @@ class DiffusionTrainer(VidalignTrainer):
     Args:
         model: a diffusers denoiser, a hub id / folder, or None (``args.model_name_or_path``).
         args: the trainer's config.
-        train_dataset: latent shard folder / glob / list of shards, a ``vidalign.data.stream(...)`` dataset, a
-            list of sample dicts (member names as in CONTRACTS.md) or a source; default ``args.train_data``.
+        train_dataset: latent shards anywhere (a folder, Hub id ``org/name``, URL, glob or list of shards), a
+            ``vidalign.data.stream(...)``, a ``datasets`` Dataset/IterableDataset or a list of sample dicts (members
+            as :mod:`vidalign.contract` names them); default ``args.train_data``.
         peft_config: a peft ``LoraConfig`` (or its kwargs) for the LoRA, as TRL's trainers take one.
     """
 
@@ -114,10 +115,9 @@ class DiffusionTrainer(VidalignTrainer):
         self._ema = EMA(self.model, args.ema_decay) if args.ema_decay else None
         if self._ema is not None:
             self.add_callback(_EMACallback(self))
-        from vidalign.text_embeds import empty_caption_embeds
+        from vidalign.contract import empty_caption_embeds
 
-        data = train_dataset if train_dataset is not None else args.train_data
-        empty = empty_caption_embeds(args.empty_prompt_embeds, data, args.caption_dropout)
+        empty = empty_caption_embeds(args.empty_prompt_embeds, self._source, args.caption_dropout)
         self._empty_embeds = torch.from_numpy(empty) if empty is not None else None
         self._alphas_cumprod = (L.ddpm_alphas_cumprod(args.num_train_timesteps, args.beta_start, args.beta_end,
                                                       args.beta_schedule)
@@ -132,8 +132,9 @@ class DiffusionTrainer(VidalignTrainer):
             return self._source
         data = data if data is not None else args.train_data
         if data is None:
-            raise ConfigError(f"{type(args).__name__}.train_data is not set; give a latent shard folder or glob")
-        return as_source(data, config=args.train_config, split=args.data_split, resample=args.data_resample)
+            raise ConfigError(f"{type(args).__name__}.train_data is not set; give latent shards (a folder, Hub id "
+                              "or URL)")
+        return training_stream(data, args.train_config, args.data_split, args.data_resample, args.shuffle_buffer)
 
     def make_prep(self):
         """The per-sample preparation of this trainer's data (picklable, runs in DataLoader workers)."""
@@ -213,8 +214,8 @@ class DiffusionTrainer(VidalignTrainer):
         """Sample with the trained denoiser and the VAE / text encoder of ``validation_pipeline`` (default: the
         pipeline of ``model_name_or_path``), at the training clips' size unless ``validation_*`` says otherwise;
         with first-frame conditioning, frame 0 comes from the first training clip."""
+        from vidalign.contract import encode_text
         from vidalign.training.components import load_components
-        from vidalign.training.sampling import encode_prompts
         from vidalign.training.validation import render_videos
 
         a = self.args
@@ -236,7 +237,7 @@ class DiffusionTrainer(VidalignTrainer):
         length = 512 if not isinstance(length, int) or length > 4096 else length
 
         def embed(texts: list[str]) -> torch.Tensor:
-            return encode_prompts(parts.tokenizer, parts.text_encoder, texts, length).to(device)
+            return encode_text(parts.tokenizer, parts.text_encoder, texts, length)[0].to(device)
 
         return render_videos(model, parts.vae, embed, prompts, height=height, width=width, num_frames=frames,
                              num_inference_steps=a.validation_num_inference_steps,

@@ -4,8 +4,9 @@
 
 * the model made trainable as the config says (LoRA from ``lora_*`` / ``peft_config``, or full fine-tuning),
   activation checkpointing through diffusers' own switch;
-* a resumable data stream (:mod:`vidalign.training.data`): each rank reads its own part, and a checkpoint records
-  where every DataLoader worker stands, so a resumed run sees exactly the samples an uninterrupted one would;
+* the one data stream (:func:`vidalign.data.stream`, a dataset anywhere: folder, Hub id, URL, ``datasets``
+  dataset): each rank and DataLoader worker reads its own part, and a checkpoint records where every worker
+  stands, so a resumed run sees exactly the samples an uninterrupted one would;
 * per-step generators seeded by (seed, rank, batch number): a resumed run draws the same noise;
 * checkpoints with ``Trainer``'s optimizer, scheduler, RNG and trainer state, weights in diffusers' format (LoRA for
   ``load_lora_weights`` or a ``transformer/`` folder; no pickles), a YAML copy of the config and a diffusers-style
@@ -35,8 +36,9 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, get_last_checkpoint
 
 from vidalign.errors import ConfigError, VidalignError
+from vidalign.streaming import ShardStream, StreamState
 from vidalign.training.config import BaseTrainingConfig, config_to_yaml
-from vidalign.training.data import META_KEYS, LatentStream, StreamState
+from vidalign.training.data import META_KEYS
 from vidalign.training.lora import FULL_MODEL_DIR, LORA_WEIGHTS_NAME, add_lora, has_lora, load_full, load_lora
 
 STREAM_STATE_NAME = "stream_state-rank{rank}.json"
@@ -147,8 +149,9 @@ class VidalignTrainer(Trainer):
         _config_for_integrations(model)
 
     # ------------------------------------------------------------------------------------------- data
-    def make_source(self, data: Any, args: BaseTrainingConfig):
-        """The data source (an object with ``iterate``); ``data`` is the constructor's ``train_dataset``."""
+    def make_source(self, data: Any, args: BaseTrainingConfig) -> ShardStream:
+        """The data stream (:func:`vidalign.training.data.training_stream`); ``data`` is the constructor's
+        ``train_dataset``."""
         raise NotImplementedError
 
     def make_prep(self):
@@ -158,11 +161,11 @@ class VidalignTrainer(Trainer):
     def collate(self, samples: list[dict]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _stream(self, state: StreamState) -> LatentStream:
+    def _stream(self, state: StreamState) -> ShardStream:
         args = self.args
         seed = args.data_seed if args.data_seed is not None else args.seed
-        return LatentStream(self._source, self.make_prep(), seed=seed, rank=args.process_index,
-                            world_size=args.world_size, state=state)
+        return self._source.replace(transform=self.make_prep(), seed=seed, rank=args.process_index,
+                                    world_size=args.world_size, state=state, epochs=None)
 
     def get_train_dataloader(self) -> DataLoader:
         """This rank's own resumable stream; not passed through accelerate's re-sharding (it splits itself)."""
@@ -190,7 +193,7 @@ class VidalignTrainer(Trainer):
         return self._stream(state).first_sample()
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch=None) -> torch.Tensor:
-        self._stream_state.consume(inputs["__worker__"], inputs["__pass__"], inputs["__index__"])
+        self._stream_state.consume(inputs)
         inputs = {k: v for k, v in inputs.items() if k not in META_KEYS and k != "__key__"}
         return super().training_step(model, inputs, num_items_in_batch)
 

@@ -66,6 +66,7 @@ from vidalign.storage import is_remote
 # `vidalign build kubric-drop` never imports torch-heavy modules of other builders).
 KNOWN_BUILDERS = {
     "synthetic": "vidalign.synthetic",
+    "synthetic-latents": "vidalign.synthetic",
     "kubric-drop": "vidalign.datasets_builders.kubric_drop",
     "dsr-prompts": "vidalign.datasets_builders.dsr",
     "dsr-pairs": "vidalign.datasets_builders.dsr",

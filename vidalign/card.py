@@ -169,7 +169,10 @@ def _loading(manifest: dict, default: str) -> list[str]:
                   "import webdataset as wds, vidalign.format  # plain WebDataset, decoded safely (never unpickles)",
                   f"pipe = wds.WebDataset(vidalign.data.shard_paths(\"<folder>\", \"{default}\"), shardshuffle=False)"
                   ".map(vidalign.format.decode_sample)"]
-    lines += ["# training: vidalign.data.stream(\"<folder>\", config=..., split=...) splits shards by rank and worker",
+    lines += ["", "# training: one stream from this repo, a folder or its URL, split by rank and DataLoader worker,",
+              "# shuffled and resumable (vidalign train ... train_data=<this repo> does the same)",
+              *(["import vidalign.data"] if kind == PARQUET else []),
+              f"stream = vidalign.data.stream(\"<this repo, folder or URL>\", config=\"{default}\")",
               "```", ""]
     return lines
 

@@ -1,153 +1,27 @@
-"""Reading vidalign datasets: ``load`` (Hugging Face ``datasets``), ``stream`` (training) and ``collate``.
+"""Reading vidalign datasets: ``stream`` (training), ``load`` (Hugging Face ``datasets``) and ``collate``.
+
+``stream`` returns the one :class:`ShardStream` of :mod:`vidalign.streaming` (every trainer reads through it): a
+``torch.utils.data.IterableDataset`` over a dataset anywhere — a local folder, a Hub id (``org/name``), an fsspec
+URL (``https://``, ``s3://``, ``gs://``), ``pipe:`` commands, a shard list, a ``datasets`` dataset — split by node
+and DataLoader worker (every sample once per pass), shuffled (shard order and a sample buffer, seeded) and
+resumable to the sample through a :class:`StreamState`.
 
 ``load`` formats rows with the ``"vidalign"`` formatter: ``datasets``' numpy formatter, except that array
 columns nested in lists or structs (a mask ``[V, N, H, W]`` with a varying ``N`` is ``List(Array3D)``, which
 ``datasets`` walks element by element) are read straight from Arrow: one flatten per level and one copy.
-
-``stream`` returns a :class:`ShardStream`, a ``torch.utils.data.IterableDataset`` that splits the shard list by
-node (``torch.distributed`` rank/world size, or the ``RANK``/``WORLD_SIZE`` variables torchrun sets) and by
-DataLoader worker, so every sample is seen exactly once per epoch across the whole job. With ``resample=True``
-each worker draws shards at random forever (seeded), for ``max_steps``-driven training. The order of a stream is a
-pure function of (shards, seed, epoch, rank, worker), so a trainer can resume by skipping what it consumed.
 """
 
 from __future__ import annotations
 
 import os
-import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from vidalign.errors import VidalignError
 from vidalign.format import MANIFEST_NAME, SHARD_RE, check_safe_member
 from vidalign.shards import shard_paths  # noqa: F401  (re-exported: vidalign.data.shard_paths)
+from vidalign.streaming import ShardStream, StreamState, stream  # noqa: F401  (the one stream)
 from vidalign.videodecode import torchcodec_available, torchcodec_missing  # noqa: F401  (re-exported)
-
-
-def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    if rank is not None and world_size is not None:
-        return rank, world_size
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    except ImportError:
-        pass
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _iterable_base():
-    try:
-        from torch.utils.data import IterableDataset
-
-        return IterableDataset
-    except ImportError:  # torch is a dependency; this keeps pure-data use light
-        return object
-
-
-class ShardStream(_iterable_base()):
-    """Samples of many shards, split by rank and DataLoader worker (see the module docstring).
-
-    Args:
-        urls: shard paths (``.tar`` or ``.parquet``).
-        resample: draw shards at random with replacement, forever (needs no minimum shard count).
-        shuffle: size of a sample shuffle buffer (0: shard order, sample order).
-        seed: seed of resampling and shuffling; combined with epoch, rank and worker.
-        decode: decode members (json → dict, npy → ndarray, npz → dict of arrays; media stay bytes). Parquet
-            shards' columns always arrive decoded.
-        members: keep only these member names.
-        skip: samples each (rank, worker) stream skips at its start (resuming a trainer).
-    """
-
-    def __init__(self, urls: list[str], *, resample: bool = False, shuffle: int = 0, seed: int = 0,
-                 decode: bool = True, members: list[str] | None = None, skip: int = 0,
-                 rank: int | None = None, world_size: int | None = None):
-        if not urls:
-            raise VidalignError("no shards to stream")
-        self.urls = list(urls)
-        self.resample, self.shuffle, self.seed, self.decode = resample, shuffle, seed, decode
-        self.members = set(members) if members else None
-        self.skip = skip
-        self.epoch = 0
-        self._rank, self._world = rank, world_size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def stream_id(self) -> tuple[int, int, int, int]:
-        """(rank, world_size, worker id, num workers) of the calling process."""
-        rank, world = _dist_info(self._rank, self._world)
-        wid, nw = 0, 1
-        try:
-            from torch.utils.data import get_worker_info
-
-            info = get_worker_info()
-            if info is not None:
-                wid, nw = info.id, info.num_workers
-        except ImportError:
-            pass
-        return rank, world, wid, nw
-
-    def _my_urls(self) -> tuple[list[str], random.Random]:
-        rank, world, wid, nw = self.stream_id()
-        total, gid = world * nw, rank * nw + wid
-        rng = random.Random(f"{self.seed}/{self.epoch}/{gid}")
-        if self.resample:
-            return [], rng
-        if len(self.urls) < total:
-            raise VidalignError(
-                f"{len(self.urls)} shards cannot be split over {world} ranks × {nw} DataLoader workers = {total} "
-                "streams; write more shards (--samples-per-shard), use fewer workers, or stream with resample=True"
-            )
-        return self.urls[gid::total], rng
-
-    def _samples(self, urls, rng, skip: int) -> Iterator[dict[str, Any]]:
-        """Samples in stream order, the first ``skip`` passed over: whole shards by their header count (no
-        read), then the rest of a partly consumed shard."""
-        from vidalign.shards import count_samples, iter_shard_samples
-
-        shards = (rng.choice(self.urls) for _ in iter(int, 1)) if self.resample else iter(urls)
-        for url in shards:
-            if skip:
-                n = count_samples(url)
-                if skip >= n:
-                    skip -= n
-                    continue
-            for k, sample in enumerate(iter_shard_samples(url, decode=self.decode, members=self.members)):
-                if k >= skip:
-                    yield sample
-            skip = 0
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        urls, rng = self._my_urls()
-        if self.shuffle <= 1:
-            yield from self._samples(urls, rng, self.skip)
-            return
-        # a shuffle buffer mixes shards, so what was consumed is only known sample by sample
-        for n, sample in enumerate(_shuffled(self._samples(urls, rng, 0), self.shuffle, rng)):
-            if n >= self.skip:
-                yield sample
-
-
-def _shuffled(it: Iterator, size: int, rng: random.Random) -> Iterator:
-    buf: list = []
-    for x in it:
-        if len(buf) < size:
-            buf.append(x)
-            continue
-        i = rng.randrange(size)
-        yield buf[i]
-        buf[i] = x
-    rng.shuffle(buf)
-    yield from buf
-
-
-def stream(source: str | os.PathLike | list, config: str | None = None, split: str = "train",
-           **kwargs: Any) -> ShardStream:
-    """A :class:`ShardStream` over a dataset folder (``config``/``split``) or explicit shard URLs."""
-    return ShardStream(shard_paths(source, config, split), **kwargs)
 
 
 def load(folder: str | os.PathLike, config: str | None = None, split: str | None = None, streaming: bool = False,

@@ -13,6 +13,8 @@ A dataset folder is a valid Hugging Face Hub dataset repository::
     ├── manifest.parts/                only while a sliced build (--shard-index/--num-shards) is being merged
     ├── .vidalign/lock*.json           the build lock (only while a build runs, or after one was killed)
     ├── previews/                      optional PNG/GIF previews and plots shown in the card
+    ├── empty_prompt_embeds.npy        latent datasets (``vidalign encode --text-encoder``): the encoded empty
+    │                                  caption, float16 [L, D], what caption dropout trains on (ROOT_FILES)
     └── data/<config>/<split>-<shard:05d>-of-<total:05d>.<ext>
             .tar      WebDataset configs (media, dense arrays): every sample has the same members
                       <key>.json                  all metadata of the sample (as the builder wrote it)
@@ -75,6 +77,8 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_PARTS_DIR = "manifest.parts"
 CARD_NAME = "README.md"
 PREVIEWS_DIR = "previews"
+EMPTY_PROMPT_EMBEDS = "empty_prompt_embeds.npy"
+ROOT_FILES = (EMPTY_PROMPT_EMBEDS,)  # files at the root that belong to the data (pushed, streamed with it)
 TMP_SUFFIX = ".tmp"
 DEFAULT_SHARD_MB = 500.0
 

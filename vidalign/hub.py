@@ -1,7 +1,8 @@
 """Publishing a dataset folder on the Hugging Face Hub (``vidalign push``).
 
 What is uploaded is decided here, from the folder's own records, never by globbing the data folder: the card
-(``README.md``), ``manifest.json``, every shard the manifest lists (whatever its extension), ``previews/``, and
+(``README.md``), ``manifest.json``, every shard the manifest lists (whatever its extension), the format's root files
+that exist (``empty_prompt_embeds.npy`` of a latent dataset, :data:`vidalign.format.ROOT_FILES`), ``previews/``, and
 every file of the folder the card refers to (links, images, and file names in backticks such as ``prompts.csv``
 or ``prompts.jsonl``). Temporaries, locks, caches and slice manifests stay behind. A card that still names a
 local absolute path (``/home/...``) is refused: the card is what everyone reads on the Hub.
@@ -23,7 +24,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from vidalign.errors import VidalignError
-from vidalign.format import CARD_NAME, MANIFEST_NAME, PREVIEWS_DIR
+from vidalign.format import CARD_NAME, MANIFEST_NAME, PREVIEWS_DIR, ROOT_FILES
 
 # never uploaded, even when listed or linked: temporaries, locks, caches, slice manifests, hidden files
 IGNORE_PATTERNS = ["*.tmp", "*.lock", "*.part", "*.incomplete", "*~", "manifest.parts/*", ".cache/*",
@@ -85,6 +86,7 @@ def upload_files(folder: str | Path) -> list[str]:
     if (folder / MANIFEST_NAME).is_file():
         files.add(MANIFEST_NAME)
         files.update(manifest_files(folder))
+    files.update(name for name in ROOT_FILES if (folder / name).is_file())
     previews = folder / PREVIEWS_DIR
     if previews.is_dir():
         files.update(p.relative_to(folder).as_posix() for p in previews.rglob("*") if p.is_file())

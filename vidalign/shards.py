@@ -576,3 +576,38 @@ def _shard_files(folder: Path) -> list[Path]:
     from vidalign.format import SHARD_RE
 
     return sorted(p for p in folder.glob("*") if SHARD_RE.match(p.name))
+
+
+def index_tar(path: str | os.PathLike) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+    """``[(key, {stored member: (offset, size)})]`` of a local tar shard in order, from its headers only (member
+    data is seeked over, never read): random access for readers that fetch members in parallel or only some of
+    them (``vidalign encode``'s DataLoader workers, pair builders). Read a member with :func:`read_indexed`."""
+    out: list[tuple[str, dict[str, tuple[int, int]]]] = []
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                key, member = split_member(safe_member_path(info.name, str(path)))
+                if not member:
+                    continue
+                check_safe_member(member, f"{path}: sample {key!r}")
+                if not out or out[-1][0] != key:
+                    out.append((key, {}))
+                out[-1][1][member] = (info.offset_data, info.size)
+    except (tarfile.TarError, OSError) as exc:
+        raise VidalignError(f"{path}: shard is unreadable ({type(exc).__name__}: {exc}); rebuild or re-download "
+                            "it") from exc
+    return out
+
+
+def read_indexed(f, member: str, offset: int, size: int, decode: bool = True, source: str = "<shard>") -> Any:
+    """One member located by :func:`index_tar`, read from the open shard ``f``: decoded (``decode``), or its
+    bytes (a ``.gz`` member decompressed), as :func:`iter_tar_samples` returns it."""
+    f.seek(offset)
+    data = f.read(size)
+    if len(data) != size:
+        raise VidalignError(f"{source}: shard ends inside member {member!r}; rebuild or re-download it")
+    if decode:
+        return decode_member(member, data)
+    return gunzip_bytes(data, member) if member.endswith(GZIP_SUFFIX) else data

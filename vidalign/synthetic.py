@@ -70,3 +70,72 @@ class SyntheticBuilder(Builder):
 
                 members["mp4"] = encode_mp4(frames, fps=16)
             yield Sample(self.key(i), members)
+
+
+@register_builder
+class SyntheticLatentsBuilder(Builder):
+    """Latent samples exactly as ``vidalign encode`` writes them (:mod:`vidalign.contract`), with random values:
+    a training workload that needs no VAE or text encoder (trainer benchmarks, checking a cluster set-up)."""
+
+    name = "synthetic-latents"
+    description = ("Random latent samples in the layout `vidalign encode` writes (pairs: chosen/rejected latents with "
+                   "a pair record and weight; clips: one latent), with text embeddings and the stored empty caption: "
+                   "a reproducible training workload without a VAE.")
+    tags = ["synthetic", "latents"]
+    columns = ("prompt.txt", "weight.json")
+
+    @dataclass
+    class Args:
+        num_samples: int = field(default=16, metadata={"help": "samples to write"})
+        kind: str = field(default="pairs", metadata={"help": "pairs (chosen/rejected latents) or clips (latents)",
+                                                       "choices": ["pairs", "clips"]})
+        channels: int = field(default=16, metadata={"help": "latent channels (Wan: 16)"})
+        frames: int = field(default=21, metadata={"help": "latent frames (Wan, 81 video frames: 21)"})
+        height: int = field(default=60, metadata={"help": "latent height (Wan at 480 px: 60)"})
+        width: int = field(default=104, metadata={"help": "latent width (Wan at 832 px: 104)"})
+        text_len: int = field(default=512, metadata={"help": "text embedding length (Wan: 512)"})
+        text_dim: int = field(default=4096, metadata={"help": "text embedding width (umT5-XXL: 4096)"})
+        split: str = field(default="train", metadata={"help": "split name"})
+
+        def __post_init__(self):
+            for name in ("num_samples", "channels", "frames", "height", "width", "text_len", "text_dim"):
+                require(getattr(self, name) >= 1, "synthetic-latents", name, getattr(self, name), "use >= 1")
+            require(self.kind in ("pairs", "clips"), "synthetic-latents", "kind", self.kind, "use pairs or clips")
+
+    def estimate_sample_mb(self) -> float:
+        a = self.args
+        n = 2 if a.kind == "pairs" else 1
+        return max((n * a.channels * a.frames * a.height * a.width + a.text_len * a.text_dim) * 2 / 1e6, 1e-3)
+
+    def plan(self):
+        return self.split_range(self.args.kind, self.args.split, self.args.num_samples)
+
+    def build_shard(self, job):
+        from vidalign import contract as C
+
+        a = self.args
+        norm = {"latents_mean": [0.0] * a.channels, "latents_std": [1.0] * a.channels, "scaling_factor": None,
+                "vae": "synthetic", "kind": "mean"}
+        shape = (a.channels, a.frames, a.height, a.width)
+        for i in job.indices():
+            rng = np.random.default_rng([self.seed, i])
+            used = 1 + int(rng.integers(a.text_len))
+            emb = rng.standard_normal((a.text_len, a.text_dim), dtype=np.float32).astype(np.float16)
+            emb[used:] = 0
+            prompt = f"synthetic sample {i}"
+            members = {C.PROMPT_EMBEDS: emb, C.PROMPT_MASK: np.arange(a.text_len) < used}
+            if a.kind == "pairs":
+                record = C.pair_record(prompt, 0.6, 0.4, float(0.5 + rng.random()), index=i)
+                for name in (C.CHOSEN, C.REJECTED):
+                    members[C.latents_member(name)] = rng.standard_normal(shape, dtype=np.float32).astype(np.float16)
+            else:
+                record = {"prompt": prompt, "weight": 1.0, "index": i}
+                members[C.latents_member("")] = rng.standard_normal(shape, dtype=np.float32).astype(np.float16)
+            members["json"] = {**record, C.LATENTS_FIELD: norm}
+            yield Sample(self.key(i), members)
+
+    def finalize(self, folder, manifest: dict) -> None:
+        from vidalign import contract as C
+
+        a = self.args
+        C.write_empty_prompt_embeds(folder, np.zeros((a.text_len, a.text_dim), np.float32))

@@ -100,6 +100,20 @@ def test_push_parquet_config_with_the_files_its_card_names(prompts_ds, hub_serve
     assert prompts.num_rows == 6 and "prompt" in prompts.column_names
 
 
+def test_empty_caption_file_is_pushed_and_streams_back(tiny_ds, hub_server):
+    """A latent dataset's root file (the encoded empty caption) goes up with the data, and a trainer streaming the
+    dataset from the Hub finds it there."""
+    from vidalign.contract import EMPTY_PROMPT_EMBEDS, empty_caption_embeds, write_empty_prompt_embeds
+    from vidalign.data import stream
+
+    empty = np.arange(6, dtype=np.float32).reshape(3, 2)
+    write_empty_prompt_embeds(tiny_ds, empty)
+    assert EMPTY_PROMPT_EMBEDS in upload_files(tiny_ds)
+    push(tiny_ds, "org/latents")
+    assert hub_server.files("org/latents")[EMPTY_PROMPT_EMBEDS] == (tiny_ds / EMPTY_PROMPT_EMBEDS).read_bytes()
+    np.testing.assert_array_equal(empty_caption_embeds(None, stream("org/latents"), 0.2), empty)
+
+
 def test_interrupted_push_resumes(tiny_ds, hub_server):
     hub_server.fail_next["POST /api/datasets/org/tiny/commit/"] = 500
     with pytest.raises(VidalignError, match="rerun the same `vidalign push` to resume"):

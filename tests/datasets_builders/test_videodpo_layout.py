@@ -80,6 +80,9 @@ def test_read_layout_and_native_entries(tmp_path):
                                      "/o/winvideos/000004.mp4", "/o/losevideos/000004.mp4", (2.0, 2.0))
     assert pair == {"label": 0, "frame_caption": "p", "score": pytest.approx(0.4), "diff_score": pytest.approx(0.3),
                     "video1": 8, "video2": 9}
+    weighted = layout_entries(4, {"prompt": "p", "chosen_score": 0.8, "rejected_score": 0.5, "weight": 2.5},
+                              "w", "l", (2.0, 2.0))[2]
+    assert weighted["weight"] == 2.5  # carried beside the fields the authors' loader reads
     assert win == {"basic": {"clip_duration": 2.0, "clip_path": "/o/winvideos/000004.mp4", "globalidx": 4},
                    "misc": {"frame_caption": ["p"]}}
     assert lose["basic"]["clip_path"] == "/o/losevideos/000004.mp4"
@@ -120,7 +123,7 @@ def test_import_export_round_trip_keeps_everything(tmp_path, capsys):
     pairs = json.loads((exp / "pair.json").read_text())
     assert len(pairs) == len(orig_pairs) and len(meta) == len(orig_meta)
     for p, q in zip(pairs, orig_pairs):
-        assert p == q  # caption, label, score, diff_score and indices exactly as released
+        assert p == {**q, "weight": 1.0}  # caption, label, score, diff_score and indices as released, + weight
         for i in (p["video1"], p["video2"]):
             clip = Path(meta[i]["basic"]["clip_path"])
             assert clip.is_absolute() and clip.parent.parent == exp.resolve()
@@ -129,6 +132,25 @@ def test_import_export_round_trip_keeps_everything(tmp_path, capsys):
                 {**orig_meta[i], "basic": {**orig_meta[i]["basic"], "clip_path": None}}
     assert main(["export", "videodpo", str(ds), str(exp)]) == 2  # refuses to overwrite
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_pair_weights_survive_the_round_trip(tmp_path):
+    """The import stores each pair's loss weight as the contract's `weight` (here the released code's formula,
+    (0.72 / (s_W s_L))^1, from the recovered scores; 1 for the pair without scores); the export writes it into the
+    pair entries and a re-import reads it back instead of re-weighting."""
+    src, ds, exp, again = tmp_path / "src", tmp_path / "ds", tmp_path / "exp", tmp_path / "again"
+    make_layout(src)
+    assert main(["import", "videodpo", str(src), "--out", str(ds), "--weight", "code", "--no-progress"]) == 0
+    weights = [r["json"]["weight"] for r in load(ds, "pairs", split="train", video_decode=False)]
+    expected = [0.72 / (0.81 * 0.52), 0.72 / (0.74 * 0.61), 1.0]
+    assert weights == pytest.approx(expected)
+    assert main(["export", "videodpo", str(ds), str(exp)]) == 0
+    assert [p["weight"] for p in json.loads((exp / "pair.json").read_text())] == pytest.approx(expected)
+    assert main(["import", "videodpo", str(exp), "--out", str(again), "--no-progress"]) == 0  # default: paper
+    rows = load(again, "pairs", split="train", video_decode=False)
+    assert [r["json"]["weight"] for r in rows] == pytest.approx(expected)
+    assert rows[0]["weight.json"] == pytest.approx(expected[0])  # a top-level column too
+    assert "weight_input" not in rows[0]["json"]
 
 
 def test_import_skips_bad_pairs_and_broken_videos(tmp_path):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from vidalign import contract as C
 from vidalign.builder import Builder, BuildOptions, Sample, register_builder
 from vidalign.cli import main
 from vidalign.media import decode_mp4, encode_mp4
@@ -86,14 +87,14 @@ def test_latent_shards_keep_pairs_and_match_direct_encode(pairs, encoded, tiny_p
     tok, enc = lat.load_text_encoder(str(tiny_pipeline_dir), dtype="fp32")
     for s in samples:
         src = inputs[s["__key__"]]
-        assert set(s) - {"__key__", "__url__"} == {"json", "score.npy", "chosen_latents.npy", "chosen_logvar.npy",
+        assert {k for k in s if not k.startswith("__")} == {"json", "score.npy", "chosen_latents.npy", "chosen_logvar.npy",
                                                    "rejected_latents.npy", "rejected_logvar.npy",
                                                    "prompt_embeds.npy", "prompt_mask.npy"}
         assert np.array_equal(s["score.npy"], src["score.npy"])
         meta = s["json"]["latents"]
         assert s["json"]["prompt"] == src["json"]["prompt"] and s["json"]["i"] == src["json"]["i"]
         assert meta == {"vae": str(tiny_pipeline_dir), "revision": None, "vae_class": "AutoencoderKLWan",
-                        "latents_mean": lat.latent_norm(vae)["latents_mean"],
+                        "latents_mean": C.latent_norm(vae)["latents_mean"],
                         "latents_std": [1.0, 1.5, 2.0, 2.5], "scaling_factor": None, "kind": "mean", "frames": 9,
                         "height": 64, "width": 64, "fps": 16.0, "text_encoder": str(tiny_pipeline_dir)}
         for member in ("chosen", "rejected"):
@@ -104,23 +105,24 @@ def test_latent_shards_keep_pairs_and_match_direct_encode(pairs, encoded, tiny_p
             np.testing.assert_allclose(z.astype(np.float32), mean[0].numpy(), rtol=2e-3, atol=2e-3)
             np.testing.assert_allclose(s[f"{member}_logvar.npy"].astype(np.float32), logvar[0].numpy(),
                                        rtol=2e-3, atol=2e-3)
-        embeds, mask = lat.encode_prompts(enc, tok, [src["json"]["prompt"]], 16)
+        embeds, mask = C.encode_text(tok, enc, [src["json"]["prompt"]], 16)
         assert s["prompt_embeds.npy"].dtype == np.float16 and s["prompt_mask.npy"].dtype == bool
         assert np.array_equal(s["prompt_mask.npy"], mask[0].numpy())
         np.testing.assert_allclose(s["prompt_embeds.npy"].astype(np.float32), embeds[0].numpy(), atol=2e-3)
     # the encoded empty caption, stored once beside the manifest: the same function, tokenizer and length
-    from vidalign.text_embeds import EMPTY_PROMPT_EMBEDS, empty_caption_embeds, find_empty_prompt_embeds
+    from vidalign.contract import EMPTY_PROMPT_EMBEDS, empty_caption_embeds
+    from vidalign.data import stream
 
-    empty, empty_mask = lat.encode_prompts(enc, tok, [""], 16)
+    empty, empty_mask = C.encode_text(tok, enc, [""], 16)
     stored = np.load(encoded / EMPTY_PROMPT_EMBEDS, allow_pickle=False)
     assert stored.dtype == np.float16 and stored.shape == s["prompt_embeds.npy"].shape
     np.testing.assert_allclose(stored.astype(np.float32), empty[0].numpy(), atol=2e-3)
     assert empty_mask[0].sum() == 1 and np.abs(stored[1:]).max() == 0  # the end token only, zero past it
-    shard = sorted((encoded / "data" / "pairs").glob("*.tar"))[0]
-    assert find_empty_prompt_embeds(shard) == find_empty_prompt_embeds(encoded) == encoded / EMPTY_PROMPT_EMBEDS
-    assert find_empty_prompt_embeds(str(encoded / "data" / "pairs" / "train-*.tar")) == encoded / EMPTY_PROMPT_EMBEDS
-    np.testing.assert_array_equal(empty_caption_embeds(None, str(encoded), 0.2), stored.astype(np.float32))
-    assert empty_caption_embeds("zeros", str(encoded), 0.2) is None
+    # found from the dataset root, a shard, or a glob of shards
+    for source in (encoded, sorted((encoded / "data" / "pairs").glob("*.tar"))[0],
+                   str(encoded / "data" / "pairs" / "train-*.tar")):
+        np.testing.assert_array_equal(empty_caption_embeds(None, stream(source), 0.2), stored.astype(np.float32))
+    assert empty_caption_embeds("zeros", stream(encoded), 0.2) is None
     ds = load(encoded, "pairs", "train")  # datasets' WebDataset loader, through the card
     row = ds[0]
     assert row["chosen_latents.npy"].dtype == np.float16 and row["chosen_latents.npy"].shape == (4, 3, 8, 8)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from vidalign import contract as C
 from vidalign.errors import ConfigError, InputError
 from vidalign.preprocessing import latents as lat
 from vidalign.preprocessing import video_io as vio
@@ -44,7 +45,7 @@ def test_cogvideox_vae_loads_and_records_scaling_factor(tmp_path):
     cog.save_pretrained(tmp_path / "cog")
     vae = lat.load_vae(str(tmp_path / "cog"), dtype="fp32")
     assert type(vae).__name__ == "AutoencoderKLCogVideoX"
-    norm = lat.latent_norm(vae)
+    norm = C.latent_norm(vae)
     assert norm["latents_mean"] is None and norm["scaling_factor"] == pytest.approx(1.15258426)
     mean, logvar = lat.encode_videos(vae, torch.zeros(1, 3, 9, 16, 16))
     assert mean.shape[1] == 4 and logvar is not None
@@ -60,16 +61,6 @@ def test_vae_path_that_does_not_exist_is_one_line(tmp_path):
         lat.load_vae(str(tmp_path / "empty"))
     with pytest.raises(ConfigError, match="choose one of bf16, fp16, fp32"):
         lat.torch_dtype("int8")
-
-
-def test_normalisation_round_trip_and_formula():
-    meta = {"latents_mean": [1.0, -1.0], "latents_std": [2.0, 4.0], "scaling_factor": None}
-    z = torch.ones(2, 1, 1, 1) * torch.tensor([3.0, 3.0]).view(2, 1, 1, 1)
-    n = lat.normalize_latents(z, meta)
-    assert n.flatten().tolist() == [1.0, 1.0]  # (3-1)/2, (3+1)/4
-    assert torch.allclose(lat.denormalize_latents(n, meta), z)
-    scaled = lat.normalize_latents(z, {"latents_mean": None, "latents_std": None, "scaling_factor": 0.5})
-    assert scaled.flatten().tolist() == [1.5, 1.5]
 
 
 def test_sampled_latents_are_seeded(make_vae):
@@ -90,7 +81,7 @@ def test_prompt_embeddings_match_the_wan_pipeline(tiny_pipeline_dir):
 
     tokenizer, encoder = lat.load_text_encoder(str(tiny_pipeline_dir), dtype="fp32")
     prompts = ["a cat jumps  to the left of a box", "dog"]
-    embeds, mask = lat.encode_prompts(encoder, tokenizer, prompts, max_length=16)
+    embeds, mask = C.encode_text(tokenizer, encoder, prompts, max_length=16)
     assert embeds.shape == (2, 16, encoder.config.d_model) and mask.dtype == torch.bool
     n_tokens = mask.sum(1).tolist()
     assert n_tokens[0] > n_tokens[1] >= 2  # "dog" + </s>
@@ -108,14 +99,11 @@ def test_text_encoder_errors(tmp_path, make_tokenizer):
         lat.load_text_encoder(str(tmp_path / "tok_only"))
 
 
-def test_float16_storage_and_member_names():
+def test_float16_storage():
     arr = lat.to_float16(torch.tensor([1.5, -2.25]), "k", "latents.npy")
     assert arr.dtype == np.float16 and arr.tolist() == [1.5, -2.25]
     with pytest.raises(InputError, match="k: field 'latents.npy': latent values reach 1e\\+06, beyond float16"):
         lat.to_float16(torch.tensor([1e6]), "k", "latents.npy")
-    assert lat.latent_members("mp4") == ("latents.npy", "logvar.npy")
-    assert lat.latent_members("chosen.mp4") == ("chosen_latents.npy", "chosen_logvar.npy")
-    assert lat.latent_members("c3.mp4") == ("c3_latents.npy", "c3_logvar.npy")
 
 
 def test_uint8_frames_are_normalised_like_floats(make_vae):

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from vidalign.cli import main
+from vidalign.contract import write_empty_prompt_embeds
 from vidalign.shards import ShardWriter
-from vidalign.text_embeds import write_empty_prompt_embeds
 from vidalign.training.components import random_wan_components, save_components
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,9 +105,18 @@ def test_readme_lists_the_training_commands():
     assert any("--learning_rate" in c for c in cmds)
 
 
-def test_every_readme_training_command_runs(workdir, monkeypatch, capsys):
+def test_every_readme_training_command_runs(workdir, monkeypatch, capsys, hub_server):
+    from vidalign.builder import BuildOptions
+    from vidalign.hub import push
+    from vidalign.runner import run_build
+
     monkeypatch.chdir(workdir)
     models = _reward_models(workdir)
+    # `org/drop_latents`: latent clips built and pushed as a user would, served by a Hub-protocol server
+    run_build("synthetic-latents", {"num_samples": 2, "kind": "clips", "channels": C, "frames": 3, "height": 4,
+                                    "width": 4, "text_len": 6, "text_dim": 16},
+              BuildOptions(out=workdir / "hub_drop_latents", progress=False))
+    push(workdir / "hub_drop_latents", "org/drop_latents")
     tiny = ["model_name_or_path=wan", "use_cpu=true", "bf16=false", "max_steps=1", "dataloader_num_workers=0",
             "disable_tqdm=true"]
     sampling = ["height=32", "width=32", "num_frames=9", "num_inference_steps=2", "max_sequence_length=8",
@@ -137,7 +146,8 @@ def test_every_readme_training_command_runs(workdir, monkeypatch, capsys):
         else:
             assert f"vidalign train {kind}: 1 steps" in out, out
         ran.append(config)
-    assert len(ran) == len(readme_train_commands()) >= 8
+    assert len(ran) == len(readme_train_commands()) >= 9
+    assert hub_server.count("GET", "/datasets/org/drop_latents/resolve/") >= 1
     for folder, weights in [("spatialalign_dpo", "pytorch_lora_weights.safetensors"),
                             ("videodpo_dpo", "transformer"), ("pisa_psft", "ema"),
                             ("vader_aesthetic", "pytorch_lora_weights.safetensors"), ("pisa_oro", "transformer")]:

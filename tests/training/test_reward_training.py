@@ -365,3 +365,32 @@ def test_cli_bad_config_fails_in_one_line(tmp_path, prompt_file, capsys):
     assert _cli(["train", "reward", "--config", str(cfg), "--check"]) == 2
     err = capsys.readouterr().err.strip()
     assert "'nope' is unknown" in err and "\n" not in err
+
+
+def test_cli_reward_pushes_weights_and_model_card_to_the_hub(tmp_path, wan_dir, prompt_file, hub_server):
+    """`push_to_hub` through Trainer's own machinery, against a Hub-protocol server on 127.0.0.1: a model repository
+    is created, every save pushes (in the background) the diffusers-format weights, the YAML config and the model
+    card, and the final save pushes again."""
+    import yaml
+
+    cfg = _write_yaml(tmp_path / "vader.yaml", dict(
+        model_name_or_path=str(wan_dir), prompts=str(prompt_file), rewards=[{"name": "brightness"}],
+        height=32, width=32, num_frames=9, num_inference_steps=2, max_sequence_length=8, max_steps=2,
+        save_steps=1, report_to="none", use_cpu=True, disable_tqdm=True, output_dir=str(tmp_path / "run"),
+        push_to_hub=True, hub_model_id="org/vader-tiny"))
+    assert _cli(["train", "reward", "--config", str(cfg)]) == 0
+    files = hub_server.files("org/vader-tiny", "model")
+    assert {"README.md", "pytorch_lora_weights.safetensors", "training_config.yaml"} <= set(files)
+    assert not any(f.startswith(("checkpoint-", "_")) for f in files)  # checkpoints stay local (hub_strategy)
+    assert files["pytorch_lora_weights.safetensors"] == (tmp_path / "run" / "pytorch_lora_weights.safetensors") \
+        .read_bytes()
+    card = files["README.md"].decode()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert {"lora", "reward-gradient", "diffusers"} <= set(meta["tags"]) and meta["library_name"] == "diffusers"
+    assert 'pipe.load_lora_weights("org/vader-tiny")' in card and "| rewards | brightness × 1 |" in card
+    assert "| steps | 2 of max_steps 2 |" in card  # the final push carries the final card
+    assert yaml.safe_load(files["training_config.yaml"])["hub_model_id"] == "org/vader-tiny"
+    # a push per save while none is in flight (Trainer's rule), then the final save's push
+    commits = hub_server.commits("org/vader-tiny", "model")
+    assert commits[1] == "Training in progress, step 1" and commits[-1] == "Model save", commits
+    assert hub_server.count("POST", "/api/repos/create") == 1

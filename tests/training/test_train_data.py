@@ -1,4 +1,5 @@
-"""Latent-shard streams: normalisation, pair/group preparation, rank/worker splits and exact resumption."""
+"""What the trainers read: latent normalisation, pair/group preparation, and the one stream's rank/worker splits
+and exact resumption with a transform."""
 
 from __future__ import annotations
 
@@ -7,20 +8,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from vidalign.contract import normalize_latents
+from vidalign.data import StreamState, stream
 from vidalign.errors import InputError
 from vidalign.shards import ShardWriter
-from vidalign.training.data import (
-    ClipPrep,
-    LatentStream,
-    ListSource,
-    PairPrep,
-    ShardSource,
-    StreamId,
-    StreamState,
-    as_source,
-    collate_latents,
-    normalize_latents,
-)
+from vidalign.training.data import ClipPrep, PairPrep, collate_latents, training_stream
 
 LAT = {"latents_mean": [1.0, -1.0], "latents_std": [2.0, 0.5]}
 
@@ -92,7 +84,7 @@ def test_clip_prep_and_collate():
 
 def _stream_keys(source, batches: int, workers: int, state: StreamState | None = None, rank=0, world=1):
     state = state or StreamState(num_workers=max(1, workers), world_size=world)
-    ds = LatentStream(source, PairPrep(), seed=7, rank=rank, world_size=world, state=state)
+    ds = source.replace(transform=PairPrep(), seed=7, rank=rank, world_size=world, state=state)
     dl = DataLoader(ds, batch_size=3, num_workers=workers, collate_fn=collate_latents)
     out, it = [], iter(dl)
     for _ in range(batches):
@@ -103,12 +95,12 @@ def _stream_keys(source, batches: int, workers: int, state: StreamState | None =
 @pytest.mark.parametrize("resample", [False, True])
 def test_shard_stream_resumes_exactly(tmp_path, resample):
     write_pair_shards(tmp_path, n_shards=4, per_shard=3)
-    source = ShardSource(tmp_path, resample=resample)
+    source = training_stream(tmp_path, resample=resample)
     assert len(source.urls) == 4
     full = _stream_keys(source, 9, workers=2)
     state = StreamState(num_workers=2)
     for batch in full[:5]:  # an odd count: worker 1 is due next
-        state.consume(batch["__worker__"], batch["__pass__"], batch["__index__"])
+        state.consume(batch)
     rest = _stream_keys(source, 4, workers=2, state=StreamState.from_json(state.to_json()))
     assert [b["__key__"] for b in rest] == [b["__key__"] for b in full[5:]]
     assert all(torch.equal(r["latents_w"], f["latents_w"]) for r, f in zip(rest, full[5:]))
@@ -119,38 +111,41 @@ def test_shard_stream_resumes_exactly(tmp_path, resample):
 
 def test_ranks_and_workers_see_disjoint_samples(tmp_path):
     write_pair_shards(tmp_path, n_shards=4, per_shard=2)
-    source = ShardSource(tmp_path, resample=False)
-    seen = [[s["__key__"] for s in source.iterate(StreamId(r, 2, w, 2), 0, 0, seed=1)]
-            for r in range(2) for w in range(2)]
+    source = training_stream(tmp_path)
+    seen = [[s["__key__"] for s in source.pass_samples(r * 2 + w, 4, 0)] for r in range(2) for w in range(2)]
     flat = [k for keys in seen for k in keys]
     assert len(flat) == 8 and len(set(flat)) == 8
     # skipping a whole shard and part of the next equals dropping those samples
-    sid = StreamId(0, 1, 0, 1)
-    assert list(s["__key__"] for s in source.iterate(sid, 0, 3, seed=1)) == \
-        [s["__key__"] for s in source.iterate(sid, 0, 0, seed=1)][3:]
+    assert [s["__key__"] for s in source.pass_samples(0, 1, 0, skip=3)] == \
+        [s["__key__"] for s in source.pass_samples(0, 1, 0)][3:]
 
 
-def test_list_source_and_stream_adapter(tmp_path):
+def test_lists_datasets_and_streams_feed_the_trainers(tmp_path):
+    import datasets
+
     samples = [{"__key__": f"k{i}", **_pair(i)} for i in range(6)]
-    src = as_source(samples)
-    assert isinstance(src, ListSource)
-    a = [s["__key__"] for s in src.iterate(StreamId(0, 2, 0, 1), 0, 0, seed=0)]
-    b = [s["__key__"] for s in src.iterate(StreamId(1, 2, 0, 1), 0, 0, seed=0)]
+    src = training_stream(samples)
+    a = [s["__key__"] for s in src.pass_samples(0, 2, 0)]
+    b = [s["__key__"] for s in src.pass_samples(1, 2, 0)]
     assert sorted(a + b) == sorted(f"k{i}" for i in range(6)) and not set(a) & set(b)
     write_pair_shards(tmp_path, n_shards=2, per_shard=2)
-    from vidalign.data import stream
-
-    adapted = as_source(stream(str(tmp_path), decode=False))
-    keys = [s["__key__"] for s in adapted.iterate(StreamId(0, 1, 0, 1), 0, 1, seed=0)]
+    adapted = training_stream(stream(str(tmp_path), decode=True))
+    assert adapted.decode is False and adapted.epochs is None
+    keys = [s["__key__"] for s in adapted.pass_samples(0, 1, 0, skip=1)]
     assert keys == ["s0-00000001", "s0-00000002", "s0-00000003"]
-    out = LatentStream(adapted, PairPrep()).first_sample()
+    out = adapted.replace(transform=PairPrep()).first_sample()
     assert out["latents_w"].shape == (2, 3, 2, 2)
+    # a datasets.Dataset of the same shards (datasets' WebDataset loader): rows prepare the same way
+    ds = datasets.load_dataset("webdataset", data_files=sorted(str(p) for p in tmp_path.rglob("*.tar")),
+                               split="train")
+    got = training_stream(ds).replace(transform=PairPrep(weight_key="weight")).first_sample()
+    assert got["latents_w"].shape == (2, 3, 2, 2) and got["weight"] in (0.5, 1.5, 2.5, 3.5)
 
 
 def test_video_only_shards_fail_in_one_line(tmp_path):
     with ShardWriter(tmp_path, "data/default/train-00000-of-00001.tar") as w:
         w.write("s0-00000000", {"json": {"prompt": "x"}, "chosen.mp4": b"\x00", "rejected.mp4": b"\x00"})
-    stream = LatentStream(ShardSource(tmp_path), PairPrep())
+    s = training_stream(tmp_path).replace(transform=PairPrep())
     with pytest.raises(InputError, match="vidalign encode") as exc:
-        stream.first_sample()
+        s.first_sample()
     assert "\n" not in str(exc.value) and "s0-00000000" in str(exc.value)

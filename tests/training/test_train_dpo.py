@@ -230,8 +230,8 @@ def test_sft_first_frame_conditioning_and_ema(tmp_path):
 def test_caption_dropout_uses_the_datasets_encoded_empty_prompt(tmp_path):
     """VideoDPO drops a caption to "" before the text encoder: the trainer reads the encoded "" that `vidalign
     encode` stored with the data, and refuses to fall back to zeros silently."""
+    from vidalign.contract import write_empty_prompt_embeds
     from vidalign.shards import ShardWriter
-    from vidalign.text_embeds import write_empty_prompt_embeds
 
     data = tmp_path / "latents"
     with ShardWriter(data, "data/pairs/train-00000-of-00001.tar") as w:

@@ -308,7 +308,7 @@ def test_every_trainable_parameter_gets_a_gradient(tmp_path, pipe_dir, kind):
         else:
             tr = DiffusionDPOTrainer(args=args)
         batch = next(iter(tr.get_train_dataloader()))
-        tr._stream_state.consume(batch["__worker__"], batch["__pass__"], batch["__index__"])
+        tr._stream_state.consume(batch)
         batch = {k: v for k, v in batch.items() if not k.startswith("__")}
         loss = tr.compute_loss(tr.model, batch)
     assert tr.args.ddp_find_unused_parameters is False
