@@ -125,6 +125,9 @@ def write_model_card(folder: str, args, method_tags: tuple[str, ...], info: dict
         params=card_params(args, info, global_step), validation=validation,
         kind=kind.replace("reward-gradient", "reward"))
     card = populate_model_card(card, tags=tags)
+    from vidalign.hub import portable_text
+
     path = os.path.join(folder, "README.md")
-    card.save(path)
+    with open(path, "w", encoding="utf-8") as fh:  # no local absolute path leaves the machine with a push
+        fh.write(portable_text(str(card), folder))
     return path

@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 
 from vidalign.cli import main
 from vidalign.errors import ConfigError
+from vidalign.hub import local_paths
 from vidalign.shards import ShardWriter
 from vidalign.training.components import random_wan_components, save_components
 from vidalign.training.config import DiffusionDPOConfig, DiffusionSFTConfig, build_config, load_config
@@ -255,6 +256,7 @@ def test_dpo_validation_videos_card_and_peft_config(tmp_path, pipe_dir):
     for folder in (out, out / "checkpoint-2"):
         card = (folder / "README.md").read_text()
         assert "LoRA rank 2, alpha 4" in card and "`attn2.to_k`" in card and "sigmoid loss, beta 1" in card
+        assert str(tmp_path) not in card and local_paths(card) == []  # base model and data by folder name only
     # a LoraConfig given to the trainer, as TRL takes one
     from peft import LoraConfig
 
