@@ -7,6 +7,9 @@
 with this process's ``huggingface_hub`` and ``datasets`` pointed at it (``HF_ENDPOINT``, a write token in
 ``HF_TOKEN``, LFS uploads instead of Xet, a private download cache); ``hub_server.env()`` gives the same settings
 for subprocesses. Tests import the module as ``import hub_server``.
+
+``s3_server``: moto's S3 server on 127.0.0.1 with a bucket ``bucket``, and this process's s3fs/fsspec pointed at it
+(yields an ``s3fs.S3FileSystem``); skipped unless moto and s3fs (``vidalign[s3]``, ``dev``) are installed.
 """
 
 from __future__ import annotations
@@ -41,6 +44,30 @@ def hub_server(monkeypatch, tmp_path_factory):
     with HubServer() as hub:
         point_clients_at(monkeypatch, hub.url, hub.token, tmp_path_factory.mktemp("hf_cache"))
         yield hub
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+           "FSSPEC_S3_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    import fsspec.config
+
+    fsspec.config.set_conf_env(fsspec.config.conf)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem(endpoint_url=env["FSSPEC_S3_ENDPOINT_URL"])
+    fs.mkdir("bucket")
+    yield fs
+    srv.stop()
+    fsspec.config.conf.pop("s3", None)
 
 
 # tests of the PyBullet simulation run where the `sim` extra is installed (CI installs it), and are skipped where

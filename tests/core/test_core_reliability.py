@@ -313,30 +313,6 @@ class Numbers(Builder):
 '''
 
 
-@pytest.fixture
-def s3_server(monkeypatch):
-    moto_server = pytest.importorskip("moto.server")
-    pytest.importorskip("s3fs")
-    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    srv.start()
-    host, port = srv.get_host_and_port()
-    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-           "FSSPEC_S3_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    import fsspec.config
-
-    fsspec.config.set_conf_env(fsspec.config.conf)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    fs = s3fs.S3FileSystem(endpoint_url=env["FSSPEC_S3_ENDPOINT_URL"])
-    fs.mkdir("bucket")
-    yield fs
-    srv.stop()
-    fsspec.config.conf.pop("s3", None)
-
-
 def test_user_builder_on_ray_into_s3_with_a_retried_task(tmp_path, s3_server, monkeypatch):
     pytest.importorskip("ray")
     import importlib.util

@@ -128,3 +128,18 @@ def test_parquet_config_over_http(tmp_path, http_server):
     shutil.rmtree(http_server.root / "prompts" / "previews", ignore_errors=True)
     rows = list(stream(f"{http_server.url}/prompts"))
     assert sorted(r["json"]["prompt"] for r in rows) == [f"prompt {i}" for i in range(6)]
+
+
+def test_s3_root_streams_like_the_folder(tmp_path, synth, s3_server):
+    """An object store (moto's S3 on 127.0.0.1 through s3fs): the root's manifest lists the shards, the split over
+    workers and the resume by manifest counts are those of the local folder."""
+    synth(tmp_path / "ds", n=10, per=3)
+    write_empty_prompt_embeds(tmp_path / "ds", np.ones((3, 2), np.float32))
+    s3_server.put(str(tmp_path / "ds"), "bucket/ds", recursive=True)
+    local = _indices(stream(tmp_path / "ds", members=["json"], shuffle_shards=True, seed=2))
+    remote = stream("s3://bucket/ds", members=["json"], shuffle_shards=True, seed=2)
+    assert remote.urls[0] == "s3://bucket/ds/data/default/train-00000-of-00004.tar"
+    assert _indices(remote) == local and sorted(local) == list(range(10))
+    assert np.load(__import__("io").BytesIO(remote.read_root_file(EMPTY_PROMPT_EMBEDS))).shape == (3, 2)
+    halves = [stream("s3://bucket/ds", members=["json"], rank=r, world_size=2) for r in (0, 1)]
+    assert sorted(_indices(halves[0]) + _indices(halves[1])) == list(range(10))
