@@ -39,7 +39,7 @@ def register(sub, groups) -> None:
     p.set_defaults(func=cmd_pisa)
 
     p = ev.add_parser("dsr", help="DSR-Score and Acc@τ of detection tracks (SpatialAlign)",
-                      description="Score detection tracks against the prompt CSV (SPEC §1).")
+                      description="Score detection tracks against the prompt CSV (SpatialAlign's calc_dsr_score.py).")
     p.add_argument("--tracks", required=True, type=Path,
                    help="tracks JSONL (vidalign track); with --allow-pickle also the authors' .pkl files or a folder")
     p.add_argument("--prompts", required=True, type=Path, help="prompt CSV (eval30.csv / eval120.csv schema)")
@@ -54,7 +54,7 @@ def register(sub, groups) -> None:
     p.set_defaults(func=cmd_dsr)
 
     p = ev.add_parser("omniscore", help="VideoDPO's OmniScore from VBench per-dimension results",
-                      description="Quality, Semantic and OmniScore per video (SPEC §2).")
+                      description="Quality, Semantic and OmniScore per video (VideoDPO, arXiv:2412.14167).")
     p.add_argument("--vbench", required=True, type=Path,
                    help="folder with the seven {dim}_eval_results.json (VBench) or {dim}__eval_results.json (the "
                         "VideoDPO fork, one folder per candidate: 01/000000.mp4 ...)")
@@ -85,7 +85,7 @@ def register(sub, groups) -> None:
 
     p = sub.add_parser("track", help="Grounding DINO + SAM 2 detection tracks for DSR-Score",
                        description="Detect the prompt's animal and object per frame, apply the frame rules, "
-                                   "track with SAM 2 and write tracks JSONL (SPEC §1).")
+                                   "track with SAM 2 and write tracks JSONL (SpatialAlign's detection.py).")
     p.add_argument("videos", help="video file, folder of videos, or vidalign dataset (DSR groups: c0.mp4 ...)")
     p.add_argument("--prompts", required=True, type=Path, help="prompt CSV the videos were generated from")
     p.add_argument("--out", required=True, type=Path, help="tracks JSONL")
