@@ -31,6 +31,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -293,8 +294,8 @@ def bench_manifest(tmp: Path, counts: list[int], old_max: int, build_counts: lis
         print(line, flush=True)
     for n in build_counts:
         out = tmp / f"build-{n}"
-        cmd = ["vidalign", "build", "synthetic", "--out", str(out), "--num-samples", str(n), "--samples-per-shard",
-               "1", "--size", "8", "--frames", "1", "--no-progress"]
+        cmd = [sys.executable, "-m", "vidalign.cli", "build", "synthetic", "--out", str(out), "--num-samples", str(n),
+               "--samples-per-shard", "1", "--size", "8", "--frames", "1", "--no-progress"]
         wall, cpu = timed(lambda cmd=cmd: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
         print(f"`{' '.join(cmd[:3])} --num-samples {n} --samples-per-shard 1`: {cpu / n * 1e3:.2f} CPU-ms and "
               f"{wall / n * 1e3:.2f} wall-ms per shard (process start included)", flush=True)
