@@ -4,19 +4,22 @@ Lines printed (all measured in this run, on the same scenes and trajectories):
 
 1. quality of each ``mitsuba`` preset against a 1024-spp render of the same frames (``reference`` preset:
    no denoiser): SSIM (Wang et al. 2004) and PSNR on the uint8 RGB frames, mean and worst frame
-   (target: ``fast`` ≥ 0.95 SSIM);
+   (target: ``fast`` ≥ 0.95 SSIM); also ``fast`` without its static background (every pixel of every frame at
+   the same per-frame setting);
 2. cost per clip (256², 32 frames, RGB + metric depth + masks) on the CPU, in CPU seconds (= seconds of
-   one core; robust to other load on the machine): ``pybullet``, ``mitsuba`` fast and authors (the
-   authors' time is scaled from ``--authors-frames`` frames); the authors/fast ratio (goal ≥ 20×), what it
-   means for PISA's 5,000-clip training set on one 64-core node, and the fast preset on the ``scalar_rgb``
-   fallback (no libLLVM);
+   one core; robust to other load on the machine), per core (``threads=1``: one worker per core, as a
+   ``--workers N`` build runs) and with all cores in one process (``threads`` unset): ``pybullet``,
+   ``mitsuba`` fast, fast without the static background, authors (its time scaled from ``--authors-frames``
+   frames), the authors/fast ratio (goal ≥ 20×), what it means for PISA's 5,000-clip training set on one
+   64-core node, and the fast preset on the ``scalar_rgb`` fallback (no libLLVM: every pixel of every frame);
 3. the same on a GPU (``cuda_ad_rgb``, OIDN on CUDA) — prints ``skipped`` where Dr.Jit sees no CUDA device;
 4. Kubric/Blender Cycles at the authors' 64 spp, denoised, on the same scene (CPU seconds per clip scaled
    from ``--kubric-frames``) — prints ``skipped`` where kubric/bpy are not installed (they need a separate
    environment: ``bpy==4.2.23`` and ``kubric==0.1.1``; run ``--only kubric`` there).
 
-``--sweep`` first prints SSIM and cost for candidate fast settings (spp × path depth × OIDN quality): the
-``fast`` preset in :mod:`vidalign.simulation.photoreal` is the cheapest candidate at ≥ 0.95 SSIM.
+``--sweep`` first prints SSIM and cost (CPU s per clip, ``threads=1``) of candidate fast settings: with the
+static background (per-frame spp × background spp × tolerance) and without it (spp × path depth × OIDN quality);
+the ``fast`` preset in :mod:`vidalign.simulation.photoreal` is chosen from it (see ``benchmarks/RESULTS.md``).
 The scenes: the default config's (procedural sky over a ground texture, seed 1), a studio floor and wall
 (seed 2), and the default config with this script's equirectangular map (sky gradient, sun, textured
 ground; seed 3); the cost lines use the first.
@@ -90,6 +93,12 @@ def render_cpu(scene, traj, renderer: str, **options) -> tuple[np.ndarray, float
     return ren.rgb, _cpu() - t0
 
 
+def clip_cost(scene, traj, repeats: int, renderer: str = "mitsuba", **options) -> float:
+    """Median CPU seconds of ``repeats`` renders of ``traj`` (after one frame to warm imports and kernels)."""
+    render_cpu(scene, frames_of(traj, [0]), renderer, **options)
+    return float(np.median([render_cpu(scene, traj, renderer, **options)[1] for _ in range(repeats)]))
+
+
 def quality(samples, refs, renderer: str = "mitsuba", **options) -> tuple[list[float], list[float], float]:
     from vidalign.eval.image_quality import psnr, ssim
 
@@ -157,42 +166,54 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[1] reference: {args.reference_spp} spp, no denoiser, {ref_cpu / nq:.1f} CPU s/frame; "
               f"{nq} frames ({len(qsamples)} scenes × frames {args.quality_frames}), {args.resolution}²")
         if args.sweep:
-            for spp in (1, 2, 4, 8):
-                for depth in (3, 4):
-                    for oq in ("fast", "high"):
-                        s, ps, c = quality(qsamples, refs, samples_per_pixel=spp, max_depth=depth, denoise=True,
-                                           oidn_quality=oq)
-                        print(f"    sweep spp {spp} depth {depth} oidn {oq:4}: SSIM {np.mean(s):.4f} (min {min(s):.4f}) "
-                              f"PSNR {np.mean(ps):.2f} dB, {c:.3f} CPU s/frame")
-        for name in ("fast", "authors"):
-            s, ps, c = quality(qsamples, refs, preset=name)
+            scene, traj = samples[0]
+            render_cpu(scene, frames_of(traj, [0, 1]), "mitsuba", preset="fast", threads=1)  # warm kernels
+            candidates = [{"samples_per_pixel": spp, "static_spp": bg, "static_tolerance": tol}
+                          for spp in (1, 2, 4) for bg in (4, 8, 16, 32) for tol in (2.0,)]
+            candidates += [{"samples_per_pixel": 2, "static_spp": 16, "static_tolerance": tol} for tol in (1.0, 4.0)]
+            candidates += [{"samples_per_pixel": spp, "max_depth": depth, "oidn_quality": oq, "static_spp": 0}
+                           for spp, depth, oq in ((1, 3, "fast"), (2, 3, "fast"), (2, 4, "high"), (4, 4, "high"))]
+            for cand in candidates:
+                opts = {"preset": "fast", **cand}
+                s, ps, _ = quality(qsamples, refs, **opts)
+                cost = clip_cost(scene, traj, args.repeats, threads=1, **opts)
+                label = ", ".join(f"{k} {v}" for k, v in cand.items())
+                print(f"    sweep {label}: SSIM {np.mean(s):.4f} (min {min(s):.4f}) PSNR {np.mean(ps):.2f} dB, "
+                      f"{cost:.2f} CPU s/clip (threads=1)", flush=True)
+        for name, extra in (("fast", {}), ("fast", {"static_spp": 0}), ("authors", {})):
+            s, ps, c = quality(qsamples, refs, preset=name, **extra)
             pr = PRESETS[name]
-            print(f"[1] preset {name} ({pr.samples_per_pixel} spp, depth {pr.max_depth}, "
-                  f"{'OIDN ' + pr.oidn_quality if pr.denoise else 'no denoiser'}): SSIM {np.mean(s):.4f} "
-                  f"(min {min(s):.4f}{', target ≥ 0.95' if name == 'fast' else ''}), PSNR {np.mean(ps):.2f} dB "
-                  f"(min {min(ps):.2f}); {load()}")
+            what = (f"{pr.samples_per_pixel} spp, depth {pr.max_depth}, "
+                    f"{'OIDN ' + pr.oidn_quality if pr.denoise else 'no denoiser'}")
+            if pr.static_spp and not extra:
+                what += f"; background {pr.static_spp} spp once per clip, tolerance {pr.static_tolerance:g} levels"
+            elif extra:
+                what += ", every pixel of every frame"
+            print(f"[1] preset {name}{' static_spp=0' if extra else ''} ({what}): SSIM {np.mean(s):.4f} "
+                  f"(min {min(s):.4f}{', target ≥ 0.95' if name == 'fast' and not extra else ''}), PSNR "
+                  f"{np.mean(ps):.2f} dB (min {min(ps):.2f}); {load()}", flush=True)
 
     if "cost" in only:
         scene, traj = samples[0]
 
         def per_clip(renderer: str, frames: int, **options) -> float:
             sub = frames_of(traj, list(range(frames)))
-            render_cpu(scene, frames_of(traj, [0]), renderer, **options)  # warm imports and kernel caches
-            runs = [render_cpu(scene, sub, renderer, **options)[1] for _ in range(args.repeats)]
-            return float(np.median(runs)) * n_clip / frames
+            return clip_cost(scene, sub, args.repeats, renderer, **options) * n_clip / frames
 
-        pyb = per_clip("pybullet", n_clip)
-        fast = per_clip("mitsuba", n_clip, preset="fast")
-        authors = per_clip("mitsuba", min(args.authors_frames, n_clip), preset="authors")
+        pyb = per_clip("pybullet", n_clip)  # single-threaded numpy shading either way
+        for threads, what in ((1, "per core (threads=1)"), (None, "all cores in one process (threads unset)")):
+            fast = per_clip("mitsuba", n_clip, preset="fast", threads=threads)
+            full = per_clip("mitsuba", n_clip, preset="fast", static_spp=0, threads=threads)
+            authors = per_clip("mitsuba", min(args.authors_frames, n_clip), preset="authors", threads=threads)
+            print(f"[2] CPU s per clip ({args.resolution}², {n_clip} frames, RGB + depth + masks, median of "
+                  f"{args.repeats}), {what}: pybullet {pyb:.2f}, mitsuba fast {fast:.2f}, fast without the static "
+                  f"background {full:.2f} ({full / fast:.1f}×), authors (64 spp + OIDN, every frame) {authors:.1f} "
+                  f"(from {min(args.authors_frames, n_clip)} frames) → fast is {authors / fast:.1f}× faster than "
+                  f"the authors' setting (goal ≥ 20×); 5,000 clips at fast on one 64-core node ≈ "
+                  f"{5000 * fast / 64 / 60:.1f} min of rendering (goal < 15); {load()}", flush=True)
         scalar = per_clip("mitsuba", min(args.scalar_frames, n_clip), preset="fast", variant="scalar_rgb")
-        hours = 5000 * fast / 64 / 60
-        print(f"[2] CPU s per clip ({args.resolution}², {n_clip} frames, RGB + depth + masks, median of "
-              f"{args.repeats}): pybullet {pyb:.1f}, mitsuba fast {fast:.1f}, mitsuba authors (64 spp + OIDN) "
-              f"{authors:.1f} (from {min(args.authors_frames, n_clip)} frames) → fast is "
-              f"{authors / fast:.1f}× faster than the authors' setting (goal ≥ 20×); 5,000 clips at fast on one "
-              f"64-core node ≈ {hours:.1f} min of rendering (goal < 15); fast on the scalar_rgb fallback (no "
-              f"libLLVM) {scalar:.1f} ({scalar / fast:.1f}× the llvm variant, from {min(args.scalar_frames, n_clip)} "
-              f"frames); {load()}")
+        print(f"[2] fast on the scalar_rgb fallback (no libLLVM; every pixel of every frame) {scalar:.1f} CPU s per "
+              f"clip (from {min(args.scalar_frames, n_clip)} frames); {load()}")
 
     if "gpu" in only:
         if not cuda_available():

@@ -8,9 +8,16 @@ pip-installable, headless path tracer (extra ``vidalign[photoreal]``: ``mitsuba`
 - variants: ``cuda_ad_rgb`` on an NVIDIA GPU, else ``llvm_ad_rgb`` on the CPU, which needs libLLVM ≥ 16
   (Debian: ``apt-get install libllvm19``; found automatically or through ``DRJIT_LIBLLVM_PATH``; Dr.Jit
   aborts the process on libLLVM 15), else ``scalar_rgb`` (no LLVM, about 3× slower);
-- presets (:data:`PRESETS`): ``authors`` (64 spp, denoised: the authors' Cycles setting), ``fast``
-  (chosen by measurement against 1024 spp: see ``benchmarks/render.py``) and ``reference`` (1024 spp,
-  not denoised); ``samples_per_pixel``, ``denoise`` and ``max_depth`` override a preset;
+- presets (:data:`PRESETS`): ``authors`` (64 spp, denoised, every pixel of every frame: the authors' Cycles
+  setting), ``fast`` (chosen by measurement against 1024 spp: see ``benchmarks/render.py``) and ``reference``
+  (1024 spp, not denoised); ``samples_per_pixel``, ``denoise``, ``max_depth``, ``oidn_quality``,
+  ``static_spp`` and ``static_tolerance`` override a preset;
+- the static-background mode (``static_spp`` > 0, preset ``fast``; :mod:`vidalign.simulation.photoreal_static`):
+  the camera and the backdrop do not move in a clip, so the scene without its objects is path traced once per
+  clip at ``static_spp`` samples per pixel and denoised, and each frame path traces (``samples_per_pixel``,
+  denoised on crops) only the pixels the moving objects can change by more than ``static_tolerance`` 8-bit
+  levels: their own pixels, their shadows, the sky and bounce light they block or add; the ``scalar_rgb``
+  variant renders every pixel instead;
 - outputs as every renderer (:class:`~vidalign.simulation.render.Rendering`): RGB uint8 (sRGB; exposure metered
   so that a fully lit up-facing surface at the origin shows its albedo, as the pybullet renderer normalises its
   light, plus ``exposure`` stops; below linear 0.8, the pybullet renderer's knee, colours are exact, above it
@@ -27,7 +34,7 @@ patches, and at the authors' 64 spp it renders a 256² clip in ~86 CPU s where K
 The geometry pass (depth and masks) casts one ray through each pixel centre with the OpenCV pinhole of
 :class:`~vidalign.simulation.geometry.Camera`, so masks and depth agree with the projected geometry
 and with the metadata's intrinsics. The colour pass uses a box pixel filter: the same seed gives the
-same image, bit for bit.
+same image, bit for bit (the static-background mode too: its pixel sets are pure functions of the poses).
 """
 
 from __future__ import annotations
@@ -56,18 +63,25 @@ _LLVM_NAME = re.compile(r"^libLLVM(?:-(\d+)(?:\.\d+)*\.so|\.so\.(\d+))")
 
 @dataclass(frozen=True)
 class RenderPreset:
-    """Samples per pixel, Open Image Denoise on/off, the longest path (Mitsuba ``max_depth``), OIDN quality."""
+    """Samples per pixel, Open Image Denoise on/off, the longest path (Mitsuba ``max_depth``), OIDN quality, and the
+    static-background mode: ``static_spp`` > 0 path traces the scene without its objects once per clip at that
+    many samples per pixel (denoised at OIDN high quality) and per frame only the pixels the objects can change by
+    more than ``static_tolerance`` 8-bit levels (:mod:`vidalign.simulation.photoreal_static`); 0 renders every
+    pixel of every frame."""
 
     samples_per_pixel: int
     denoise: bool
     max_depth: int
     oidn_quality: str = "high"
+    static_spp: int = 0
+    static_tolerance: float = 1.0
 
 
 PRESETS: dict[str, RenderPreset] = {
-    "authors": RenderPreset(64, True, 8),  # Cycles at 64 spp, denoised (PISA's sim_data/run.py)
-    # the cheapest setting of benchmarks/render.py --sweep with every scored frame at SSIM >= 0.95 vs 1024 spp
-    "fast": RenderPreset(1, True, 3, "fast"),
+    "authors": RenderPreset(64, True, 8),  # Cycles at 64 spp, denoised, every pixel of every frame (PISA's run.py)
+    # chosen by benchmarks/render.py --sweep (benchmarks/RESULTS.md): the background once at 16 spp, per frame
+    # 2 spp + OIDN fast on the pixels the objects can change by more than 2 levels
+    "fast": RenderPreset(2, True, 3, "fast", static_spp=16, static_tolerance=2.0),
     "reference": RenderPreset(1024, False, 8),  # the quality yardstick of the benchmark
 }
 
@@ -162,6 +176,8 @@ class MitsubaRenderer:
     sky_radiance: float = 0.5  # display value of the studio's uniform sky (its light; the wall hides it)
     env_strength: float = 1.0  # multiplies an environment map (backdrop and light)
     oidn_quality: str | None = None
+    static_spp: int | None = None
+    static_tolerance: float | None = None
     name: str = "mitsuba"
 
     def __post_init__(self) -> None:
@@ -173,9 +189,16 @@ class MitsubaRenderer:
         self.denoise = bool(base.denoise if self.denoise is None else self.denoise)
         self.max_depth = int(base.max_depth if self.max_depth is None else self.max_depth)
         self.oidn_quality = base.oidn_quality if self.oidn_quality is None else self.oidn_quality
+        self.static_spp = int(base.static_spp if self.static_spp is None else self.static_spp)
+        self.static_tolerance = float(base.static_tolerance if self.static_tolerance is None
+                                      else self.static_tolerance)
         require(self.samples_per_pixel >= 1, owner, "samples_per_pixel", self.samples_per_pixel, "use >= 1")
         require(self.max_depth >= 1, owner, "max_depth", self.max_depth, "use >= 1 (1 = emitters only)")
         require(self.variant in VARIANTS, owner, "variant", self.variant, f"use one of {list(VARIANTS)}")
+        require(self.static_spp >= 0, owner, "static_spp", self.static_spp,
+                "use >= 0 (0 renders every pixel of every frame)")
+        require(math.isfinite(self.static_tolerance) and self.static_tolerance > 0, owner, "static_tolerance",
+                self.static_tolerance, "use a finite number of 8-bit levels > 0")
         require(self.threads is None or int(self.threads) >= 1, owner, "threads", self.threads, "use >= 1 or None")
         require(self.oidn_quality in ("high", "balanced", "fast"), owner, "oidn_quality", self.oidn_quality,
                 "use high, balanced or fast")
@@ -188,22 +211,21 @@ class MitsubaRenderer:
         return {"preset": self.preset, "samples_per_pixel": self.samples_per_pixel, "denoise": self.denoise,
                 "max_depth": self.max_depth, "seed": self.seed, "exposure": self.exposure,
                 "sky_radiance": self.sky_radiance, "env_strength": self.env_strength,
-                "oidn_quality": self.oidn_quality}
+                "oidn_quality": self.oidn_quality, "static_spp": self.static_spp,
+                "static_tolerance": self.static_tolerance}
 
     def render(self, scene: Scene, trajectories: Trajectories) -> Rendering:
         mi, dr, variant = load_mitsuba(self.variant)
         if self.threads is not None:
             dr.set_thread_count(int(self.threads))
-        res = scene.camera.resolution
-        denoiser = _denoiser(variant, (res, res), str(self.oidn_quality), self.threads) if self.denoise else None
+        denoisers = DenoiserPool(variant, self.threads)
         try:
-            return self._render(mi, dr, variant, scene, trajectories, denoiser)
+            return self._render(mi, dr, variant, scene, trajectories, denoisers)
         finally:
-            if denoiser is not None:
-                denoiser.close()
+            denoisers.close()
 
     def _render(self, mi: Any, dr: Any, variant: str, scene: Scene, trajectories: Trajectories,
-                denoiser: Any) -> Rendering:
+                denoisers: DenoiserPool) -> Rendering:
         from vidalign.simulation.photoreal_scene import scene_parts
 
         cam = scene.camera
@@ -222,18 +244,20 @@ class MitsubaRenderer:
         mi_scene = mi.load_dict(parts.scene_dict)
         params = mi.traverse(mi_scene)
         geometry = _GeometryPass(mi, dr, mi_scene, cam, parts.object_keys, variant, parts.wall_x)
+        options = {**self.settings, "variant": variant, "engine": f"mitsuba {mi.__version__}", **parts.info}
+        if self.static_spp and not variant.startswith("scalar"):
+            from vidalign.simulation.photoreal_static import render_static
+
+            rgb, depth, masks = render_static(self, mi, dr, variant, scene, trajectories, parts, mi_scene, params,
+                                              geometry, denoisers)
+            return Rendering(rgb, depth, masks, self.name, options)
+        options["static_spp"] = 0  # the scalar variant renders every pixel (no batched per-pixel sampling)
         rgb = np.zeros((t, w, w, 3), np.uint8)
         depth = np.zeros((t, w, w), np.float32)
         masks = np.zeros((t, n, w, w), bool)
+        denoiser = denoisers.get((w, w), str(self.oidn_quality)) if self.denoise else None
         for f in range(t):  # every frame from the trajectories: frame 0 is not the pose at release (first_frame)
-            for i, (key, mesh) in enumerate(zip(parts.object_keys, parts.rest)):
-                rot = quat_to_matrix(trajectories.orientations[f, i])
-                pos = mesh.positions @ rot.T + trajectories.positions[f, i]
-                _assign(params, f"{key}.vertex_positions", pos)
-                if mesh.normals is not None:
-                    _assign(params, f"{key}.vertex_normals", mesh.normals @ rot.T)
-            if n:
-                params.update()
+            pose_objects(params, parts, trajectories, f)
             depth[f], masks[f] = geometry()
             image = np.array(mi.render(mi_scene, seed=frame_seed(scene.seed, self.seed, f),
                                        spp=int(self.samples_per_pixel)), dtype=np.float32)
@@ -242,8 +266,18 @@ class MitsubaRenderer:
                 colour = denoiser(colour, np.ascontiguousarray(np.clip(image[..., -6:-3], 0, 1)),
                                   np.ascontiguousarray(image[..., -3:]))
             rgb[f] = to_srgb8(colour, self.exposure)
-        options = {**self.settings, "variant": variant, "engine": f"mitsuba {mi.__version__}", **parts.info}
         return Rendering(rgb, depth, masks, self.name, options)
+
+
+def pose_objects(params: Any, parts: Any, trajectories: Trajectories, f: int) -> None:
+    """Move every object's mesh to its pose in frame ``f`` (and rebuild the acceleration structure)."""
+    for i, (key, mesh) in enumerate(zip(parts.object_keys, parts.rest)):
+        rot = quat_to_matrix(trajectories.orientations[f, i])
+        _assign(params, f"{key}.vertex_positions", mesh.positions @ rot.T + trajectories.positions[f, i])
+        if mesh.normals is not None:
+            _assign(params, f"{key}.vertex_normals", mesh.normals @ rot.T)
+    if parts.object_keys:
+        params.update()
 
 
 def _assign(params: Any, key: str, values: np.ndarray) -> None:
@@ -269,15 +303,11 @@ class BufferDenoiser:
     the same code on OIDN's CPU device or its CUDA device (no torch needed), one filter kept for a clip."""
 
     def __init__(self, pyoidn: Any, shape: tuple[int, int], quality: str, device: str = "cuda",
-                 threads: int | None = None):
-        kind = pyoidn.OIDN_DEVICE_TYPE_CUDA if device == "cuda" else pyoidn.OIDN_DEVICE_TYPE_CPU
+                 threads: int | None = None, shared_device: Any = None):
         self.pyoidn, self.shape = pyoidn, (int(shape[0]), int(shape[1]), 3)
         self.nbytes = int(np.prod(self.shape)) * 4
-        self.device = pyoidn.Device(kind)
-        if threads is not None and device == "cpu":  # one worker per core: no oversubscription
-            self.device.set_int("numThreads", int(threads))
-        self.device.commit()
-        self._check("device creation")
+        self.owns_device = shared_device is None
+        self.device = open_oidn_device(pyoidn, device, threads) if shared_device is None else shared_device
         self.buffers = {k: pyoidn.Buffer(self.device, self.nbytes) for k in ("color", "albedo", "normal", "output")}
         self.filter = pyoidn.Filter(self.device, "RT")
         for name, buf in self.buffers.items():
@@ -306,18 +336,54 @@ class BufferDenoiser:
         self.filter.release()
         for buf in self.buffers.values():
             buf.release()
-        self.device.release()
+        if self.owns_device:
+            self.device.release()
 
 
-def _denoiser(variant: str, shape: tuple[int, int], quality: str, threads: int | None) -> BufferDenoiser:
-    """OIDN on the colour with albedo and normal guides: on OIDN's CUDA device next to ``cuda_ad_rgb``
-    (when OIDN sees the GPU), else on the CPU with ``threads`` threads (all cores when None)."""
-    try:
-        pyoidn = import_pyoidn()
-    except ImportError as exc:
-        raise missing_extra("photoreal", "pyoidn") from exc
-    on_gpu = variant.startswith("cuda") and bool(pyoidn.Device.is_cuda_available(0))
-    return BufferDenoiser(pyoidn, shape, quality, "cuda" if on_gpu else "cpu", threads)
+def open_oidn_device(pyoidn: Any, device: str = "cpu", threads: int | None = None) -> Any:
+    """An Open Image Denoise device: CUDA or CPU (``threads`` threads; all cores when None)."""
+    handle = pyoidn.Device(pyoidn.OIDN_DEVICE_TYPE_CUDA if device == "cuda" else pyoidn.OIDN_DEVICE_TYPE_CPU)
+    if threads is not None and device == "cpu":  # one worker per core: no oversubscription
+        handle.set_int("numThreads", int(threads))
+    handle.commit()
+    error = handle.get_error()
+    if error:
+        raise RuntimeError(f"Open Image Denoise device creation failed: {error}")
+    return handle
+
+
+class DenoiserPool:
+    """Open Image Denoise filters by image shape and quality, kept for a clip (a filter's set-up costs about as
+    much as denoising 1,000 pixels): on OIDN's CUDA device next to ``cuda_ad_rgb`` (when OIDN sees the GPU),
+    else on the CPU with ``threads`` threads (all cores when None)."""
+
+    def __init__(self, variant: str, threads: int | None = None):
+        self.variant, self.threads = variant, threads
+        self.filters: dict[tuple[int, int, str], BufferDenoiser] = {}
+        self.pyoidn: Any = None
+        self.device: Any = None
+
+    def get(self, shape: tuple[int, int], quality: str) -> BufferDenoiser:
+        key = (int(shape[0]), int(shape[1]), quality)
+        if key not in self.filters:
+            if self.device is None:
+                try:
+                    self.pyoidn = import_pyoidn()
+                except ImportError as exc:
+                    raise missing_extra("photoreal", "pyoidn") from exc
+                on_gpu = self.variant.startswith("cuda") and bool(self.pyoidn.Device.is_cuda_available(0))
+                self.kind = "cuda" if on_gpu else "cpu"
+                self.device = open_oidn_device(self.pyoidn, self.kind, self.threads)
+            self.filters[key] = BufferDenoiser(self.pyoidn, key[:2], quality, self.kind, self.threads, self.device)
+        return self.filters[key]
+
+    def close(self) -> None:
+        for den in self.filters.values():
+            den.close()
+        self.filters.clear()
+        if self.device is not None:
+            self.device.release()
+            self.device = None
 
 
 class _GeometryPass:
@@ -344,28 +410,45 @@ class _GeometryPass:
                                  for k in object_keys], np.int64)
 
     def __call__(self) -> tuple[np.ndarray, np.ndarray]:
-        w, far = self.camera.resolution, self.camera.far
-        if self.scalar:
-            t, index = self._scalar()
-        else:
-            pi = self.scene.ray_intersect_preliminary(self.ray)
-            valid = np.array(pi.is_valid(), bool)
-            t = np.where(valid, np.array(pi.t, np.float64), np.inf)
-            shape_ids = np.where(valid, np.array(self.dr.reinterpret_array(self.mi.UInt32, pi.shape), np.int64), -1)
-            index = np.full(len(t), -1, np.int64)
-            for i, sid in enumerate(self.ids):
-                index[shape_ids == sid] = i
-        depth = np.minimum(np.minimum(t, self.t_wall), far).astype(np.float32).reshape(w, w)
+        w = self.camera.resolution
+        depth, index = self.cast()
         masks = (index[None, :] == np.arange(len(self.keys))[:, None]).reshape(len(self.keys), w, w)
-        return depth, masks
+        return depth.reshape(w, w), masks
 
-    def _scalar(self) -> tuple[np.ndarray, np.ndarray]:
+    def cast(self, pixels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Depth (float32) and object index (−1: no object) of the given row-major pixels (all when None)."""
+        t, index = self.hits(pixels)
+        t_wall = self.t_wall if pixels is None else self.t_wall[pixels]
+        return np.minimum(np.minimum(t, t_wall), self.camera.far).astype(np.float32), index
+
+    def hits(self, pixels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Ray length to the first shape (inf: none) and object index of the given pixels' centre rays."""
+        if self.scalar:
+            return self._scalar(pixels)
+        if pixels is None:
+            ray = self.ray
+        else:
+            o = np.broadcast_to(self.origin, (len(pixels), 3)).astype(np.float32)
+            d = self.dirs[pixels].astype(np.float32)
+            ray = self.mi.Ray3f(self.mi.Point3f(o[:, 0], o[:, 1], o[:, 2]),
+                                self.mi.Vector3f(d[:, 0], d[:, 1], d[:, 2]))
+        pi = self.scene.ray_intersect_preliminary(ray)
+        valid = np.array(pi.is_valid(), bool)
+        t = np.where(valid, np.array(pi.t, np.float64), np.inf)
+        shape_ids = np.where(valid, np.array(self.dr.reinterpret_array(self.mi.UInt32, pi.shape), np.int64), -1)
+        index = np.full(len(t), -1, np.int64)
+        for i, sid in enumerate(self.ids):
+            index[shape_ids == sid] = i
+        return t, index
+
+    def _scalar(self, pixels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         mi = self.mi
         lookup = {k: i for i, k in enumerate(self.keys)}
         o = mi.Point3f(*(float(v) for v in self.origin))
-        t = np.full(len(self.dirs), np.inf)
-        index = np.full(len(self.dirs), -1, np.int64)
-        for p, d in enumerate(self.dirs):
+        dirs = self.dirs if pixels is None else self.dirs[pixels]
+        t = np.full(len(dirs), np.inf)
+        index = np.full(len(dirs), -1, np.int64)
+        for p, d in enumerate(dirs):
             pi = self.scene.ray_intersect_preliminary(mi.Ray3f(o, mi.Vector3f(float(d[0]), float(d[1]), float(d[2]))))
             if pi.is_valid():
                 t[p] = pi.t
@@ -374,5 +457,5 @@ class _GeometryPass:
 
 
 __all__ = ["MitsubaRenderer", "RenderPreset", "PRESETS", "load_mitsuba", "find_libllvm", "camera_rays",
-           "BufferDenoiser", "import_pyoidn",
+           "BufferDenoiser", "DenoiserPool", "import_pyoidn", "pose_objects",
            "to_srgb8", "soft_clip", "frame_seed"]

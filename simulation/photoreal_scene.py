@@ -468,6 +468,7 @@ class SceneParts:
     exposure_scale: float = 1.0
     wall_x: float | None = None  # the studio wall's plane (drawn by the environment; its depth is ray-cast)
     info: dict[str, Any] = field(default_factory=dict)
+    env_display: np.ndarray | None = None  # the environment emitter as display values (equirect, z up, +x centre)
 
 
 def scene_parts(mi: Any, scene: Scene, sky_radiance: float, env_strength: float) -> SceneParts:
@@ -507,6 +508,7 @@ def scene_parts(mi: Any, scene: Scene, sky_radiance: float, env_strength: float)
                         "to_world": mi.ScalarTransform4f(ENV_TO_WORLD.tolist()),
                         "sampling_weight": max(dim * share * reference, 1e-6)}
         info.update(backdrop_share=round(dim * share, 6))
+        env_display = surroundings * np.float32(dim)
     else:
         env = load_env(bg.env_map, ENV_MAP_WIDTH)
         scale = env_display_scale(env, bg.env_map)
@@ -530,6 +532,7 @@ def scene_parts(mi: Any, scene: Scene, sky_radiance: float, env_strength: float)
                                            "type": "bitmap", "bitmap": mi.Bitmap(albedo), "raw": True,
                                            "wrap_mode": "clamp"}})
         info.update(env_map=bg.env_map, env_display_scale=round(scale, 6), backdrop_share=round(dim * share, 6))
+        env_display = env.image * np.float32(scale * env_strength * dim)
     light = scene.lighting
     # each emitter is sampled in proportion to the irradiance it brings to the middle of the spawn region
     # (Mitsuba's default picks them uniformly: a 6 W/m² sun and a 75 W point light equally often)
@@ -541,7 +544,8 @@ def scene_parts(mi: Any, scene: Scene, sky_radiance: float, env_strength: float)
         parts[name] = {"type": "point", "position": pos.tolist(), "intensity": _rgb([intensity] * 3),
                        "sampling_weight": intensity / max(float(np.sum((pos - centre) ** 2)), 0.25)}
     info.update(reference_irradiance=round(reference, 6))
-    return SceneParts(parts, keys, rest, math.pi / reference, wall_x(scene) if bg.has_wall else None, info)
+    return SceneParts(parts, keys, rest, math.pi / reference, wall_x(scene) if bg.has_wall else None, info,
+                      env_display)
 
 
 __all__ = ["MeshData", "SceneParts", "scene_parts", "object_mesh", "object_bsdf", "crease_normals", "obj_has_normals",

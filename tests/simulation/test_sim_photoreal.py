@@ -109,11 +109,14 @@ def test_presets_and_options():
     r = get_renderer("mitsuba", preset="fast")
     assert (r.samples_per_pixel, r.denoise, r.max_depth) == (PRESETS["fast"].samples_per_pixel,
                                                               PRESETS["fast"].denoise, PRESETS["fast"].max_depth)
+    assert r.static_spp == PRESETS["fast"].static_spp > 0 and r.static_tolerance == PRESETS["fast"].static_tolerance
     authors = get_renderer("mitsuba")
-    assert authors.samples_per_pixel == 64 and authors.denoise  # the authors' Cycles setting by default
+    assert authors.samples_per_pixel == 64 and authors.denoise  # the authors' Cycles setting by default …
+    assert authors.static_spp == 0  # … every pixel of every frame
     assert get_renderer("mitsuba", preset="authors", samples_per_pixel=16).samples_per_pixel == 16
+    assert get_renderer("mitsuba", preset="fast", static_spp=0).settings["static_spp"] == 0
     for bad in ({"preset": "ultra"}, {"samples_per_pixel": 0}, {"variant": "optix"}, {"oidn_quality": "best"},
-                {"sky_radiance": -1.0}):
+                {"sky_radiance": -1.0}, {"static_spp": -1}, {"static_tolerance": 0.0}):
         with pytest.raises(ConfigError):
             get_renderer("mitsuba", **bad)
     with pytest.raises(ConfigError, match="bad option"):
@@ -303,6 +306,39 @@ def test_same_seed_same_frames(sphere_scene):
     assert not np.array_equal(a.rgb, other.rgb)  # another noise pattern …
     assert np.array_equal(a.masks, other.masks) and np.array_equal(a.depth, other.depth)  # … same geometry
     assert a.options["variant"] in ("llvm_ad_rgb", "cuda_ad_rgb", "scalar_rgb") and a.renderer == "mitsuba"
+    assert a.options["static_spp"] == PRESETS["fast"].static_spp  # the static-background mode is what ran
+
+
+@needs_photoreal
+def test_static_background_mode_against_full_renders(sphere_scene, tiny_config):
+    """The ``fast`` preset draws the background once and per frame only what the objects change. Against a full
+    per-frame render of the same settings: identical masks and depth (its rays are cast into the same scene).
+    Colours: both are compared with a converged full render (64 spp, OIDN high), which isolates each one's own
+    error; comparing two noisy renders would need a tolerance as wide as their summed noise. The ball's shadow
+    on the floor (pixels ≥ 8 levels darker than the empty scene) must be drawn: there the static mode is
+    within 15 levels on average (9.2 measured; the full 2-spp render 11.6; with ``static_tolerance=250``, i.e.
+    the shadow left out, 22.4)."""
+    scene = sphere_scene(height=0.0, radius=0.25, camera_x=-2.0, config=tiny_config(resolution=64, num_frames=2))
+    traj = static(scene, 2)
+    fast = render(scene, traj, "mitsuba", preset="fast")
+    full = render(scene, traj, "mitsuba", preset="fast", static_spp=0)
+    assert np.array_equal(fast.masks, full.masks) and np.array_equal(fast.depth, full.depth)
+    assert fast.masks[0, 0].sum() > 100
+    converged = render(scene, traj, "mitsuba", preset="fast", static_spp=0, samples_per_pixel=64, oidn_quality="high")
+    empty = dataclasses.replace(scene, objects=())
+    backdrop = render(empty, static(empty), "mitsuba", preset="fast", static_spp=0, samples_per_pixel=64,
+                      oidn_quality="high")
+    shadow = ((backdrop.rgb[0].astype(int) - converged.rgb[0]).max(-1) > 8) & ~converged.masks[0, 0]
+    assert shadow.sum() > 50
+    err = {name: np.abs(ren.rgb[0].astype(float) - converged.rgb[0]).max(-1) for name, ren in
+           (("fast", fast), ("full", full))}
+    assert err["fast"].mean() <= err["full"].mean() + 0.5, {k: v.mean() for k, v in err.items()}
+    assert err["fast"][shadow].mean() <= min(15.0, err["full"][shadow].mean() + 3), \
+        {k: v[shadow].mean() for k, v in err.items()}
+    # the background is reused: away from the ball the two frames are the same pixels (a full render re-noises)
+    same = (fast.rgb[0] == fast.rgb[1]).all(-1)
+    assert same.mean() > 0.5 > (full.rgb[0] == full.rgb[1]).all(-1).mean()
+    assert not same[fast.masks[0, 0]].all()  # the ball itself is rendered per frame
 
 
 @needs_photoreal
@@ -440,3 +476,104 @@ def test_a_textured_object_shows_its_texture_times_its_colour(tmp_path):
     want = read_texture(png) * srgb_to_linear(np.array([1.0, 0.5, 0.25]))
     np.testing.assert_allclose(np.array(tinted["bitmap"]), want, rtol=1e-6)
     assert tinted["raw"] and read_texture(png)[0, 0] == pytest.approx(srgb_to_linear(np.array([200, 40, 40]) / 255))
+
+
+# --------------------------------------------------------------------------------------------------
+# the static-background mode's geometry (pure numpy)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_sphere_form_factor_hand_values():
+    from vidalign.simulation.photoreal_static import sphere_form_factor
+
+    def ff(theta_deg: float, alpha_deg: float) -> float:
+        th, al = np.radians(theta_deg), np.radians(alpha_deg)
+        return float(sphere_form_factor(np.array([np.cos(th)]), np.array([np.sin(al) ** 2]))[0])
+
+    assert ff(0, 30) == pytest.approx(0.25)  # overhead: sin²α
+    assert ff(60, 20) == pytest.approx(np.sin(np.radians(20)) ** 2 * 0.5)  # above the horizon: sin²α cos θ
+    a = 0.05  # centred on the horizon, small: the upper half disc, ∫ elevation dω / π = 2α³/(3π)
+    assert ff(90, np.degrees(a)) == pytest.approx(2 * a ** 3 / (3 * np.pi), rel=0.01)
+    assert ff(111, 20) == 0.0  # below the horizon
+    th, al = np.meshgrid(np.radians(np.linspace(0, 180, 91)), np.radians(np.linspace(1, 89, 45)))
+    bound = np.sin(al) ** 2 * np.cos(np.clip(th - al, 0, np.pi / 2))  # the cheap bound used before it
+    assert (sphere_form_factor(np.cos(th), np.sin(al) ** 2) <= bound + 1e-12).all()
+
+
+def test_sensitivity_hand_values():
+    from vidalign.simulation.photoreal_static import sensitivity
+
+    # grey 0.5 is sRGB 1.055 · 0.5^(1/2.4) − 0.055 = 0.735357; 2 levels darker, 0.727514, is linear
+    # ((0.727514 + 0.055) / 1.055)^2.4 = 0.488174: 0.011826 less light
+    need = sensitivity(np.array([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [0.0005, 0.0005, 0.0005]]),
+                       np.array([[1.0, 1.0, 1.0], [0.5, 0.5, 0.5], [1.0, 1.0, 1.0]]), 2.0)
+    assert need[0] == pytest.approx(0.011826, rel=1e-4)
+    assert need[1] == pytest.approx(2 * need[0])  # half the albedo: twice the light for the same change
+    assert need[2] == np.inf  # 0.0005 is 0.16 levels: no darkening can show
+
+
+def test_delta_light_shadow_cull_matches_brute_force():
+    from vidalign.simulation.photoreal_static import DeltaLight
+
+    rng = np.random.default_rng(3)
+    n = 20000
+    points = np.concatenate([rng.uniform(-3, 3, (n, 2)), np.zeros((n, 1))], 1)
+    spheres = [(np.array([0.3, -0.2, 0.15]), 0.15), (np.array([-0.5, 0.4, 1.0]), 0.2)]
+    sun = np.array([0.3, -0.3, 0.9]) / np.linalg.norm([0.3, -0.3, 0.9])
+    lamp = np.array([-2.0, 1.0, 1.5])
+    for light, to_light in ((DeltaLight(points, np.arange(n), direction=sun), None),
+                            (DeltaLight(points, np.arange(n), position=lamp), lamp)):
+        if to_light is None:  # the closest point to c on the ray (sun) or the segment (lamp) from each point
+            d, length = np.broadcast_to(sun, points.shape), np.full(n, np.inf)
+        else:
+            length = np.linalg.norm(to_light - points, axis=1)
+            d = (to_light - points) / length[:, None]
+        for c, r in spheres:
+            got = np.zeros(n, bool)
+            got[light.shadowed(c, r)] = True
+            t = np.clip(((c - points) * d).sum(1), 0.0, length)
+            want = np.linalg.norm(points + t[:, None] * d - c, axis=1) <= r
+            assert want.sum() > 10 and np.array_equal(got, want)
+
+
+def test_cone_max_bounds_the_map_inside_any_cone():
+    from vidalign.simulation.photoreal_scene import equirect_uv
+    from vidalign.simulation.photoreal_static import ConeMax
+
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 1, (64, 128, 3)).astype(np.float32) ** 4
+    img[10, 40] = 50.0  # a sun
+    cone = ConeMax(img)
+    for _ in range(60):
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        half = rng.uniform(0.01, 1.0)
+        dirs = rng.normal(size=(4000, 3))
+        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+        inside = dirs[dirs @ axis >= np.cos(half)]
+        if not len(inside):
+            continue
+        uv = equirect_uv(inside)
+        rows = np.minimum((uv[:, 1] * 64).astype(int), 63)
+        cols = np.minimum((uv[:, 0] * 128).astype(int), 127)
+        assert img[rows, cols].max() <= cone(axis[None], np.array([half]))[0] + 1e-6
+    assert cone.peak == pytest.approx(50.0)
+
+
+def test_crop_boxes_own_every_dynamic_pixel_once():
+    from vidalign.simulation.photoreal_static import crop_boxes
+
+    dynamic = np.zeros((64, 64), bool)
+    dynamic[5:9, 5:30] = True
+    dynamic[40:60, 50:52] = True
+    dynamic[41, 10] = True
+    boxes = crop_boxes(dynamic, block=4, merge_px=0)
+    owned = np.stack([o for o, _ in boxes])
+    assert np.array_equal(owned.sum(0), dynamic.astype(int))  # a partition of the dynamic pixels
+    for o, (rs, cs) in boxes:
+        inside = np.zeros_like(dynamic)
+        inside[rs, cs] = True
+        assert not (o & ~inside).any()  # each owns pixels of its own rectangle …
+        r, c = np.nonzero(o)
+        assert r.min() - rs.start >= 1 or rs.start == 0  # … with context around them
+    assert len(crop_boxes(dynamic, block=4, merge_px=10**6)) == 1  # merged when merging is free

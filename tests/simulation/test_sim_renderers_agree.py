@@ -148,8 +148,9 @@ def test_floor_texture_tiles_and_environment_maps_agree(tmp_path, sphere_scene, 
     assert checked >= 8
     # no floor texture: the floor shows the map's ground as seen from the dome's eye height, in both
     # (an HDR map is shown with its sky at a bright 0.75, so in the path tracer that sky gives 3/4 of the light,
-    # bluish here: the floor under it is bluer than under the pybullet renderer's fixed ambient)
-    for name, write, tol in (("sky.png", None, 0.08), ("sky.hdr", write_hdr, 0.15)):
+    # bluish here: the floor under it is bluer than under the pybullet renderer's fixed ambient; the HDR sky's
+    # green differs by 38-39 levels: 0.16 leaves a level for the path tracer's sampling)
+    for name, write, tol in (("sky.png", None, 0.08), ("sky.hdr", write_hdr, 0.16)):
         path = tmp_path / name
         if write is not None:  # the same map as linear HDR, 4× brighter: shown at the same level by both
             write(path, 4.0 * srgb_to_linear(sky.astype(np.float32) / 255.0))
