@@ -28,8 +28,8 @@ pip-installable, headless path tracer (extra ``vidalign[photoreal]``: ``mitsuba`
 
 Why Mitsuba rather than Blender Cycles through ``bpy`` (measured here, ``benchmarks/RESULTS.md``): the
 Mitsuba + Dr.Jit + OIDN wheels are ~156 MB against ``bpy``'s 856 MB installed, it needs no Kubric
-patches, and at the authors' 64 spp it renders a 256² clip in ~86 CPU s where Kubric/Cycles takes
-~420; OIDN (the denoiser Cycles uses) is shared by both.
+patches, and at the authors' 64 spp it renders a 256² clip of 32 frames in ~40 CPU s where Kubric/Cycles
+takes ~300; OIDN (the denoiser Cycles uses) is shared by both.
 
 The geometry pass (depth and masks) casts one ray through each pixel centre with the OpenCV pinhole of
 :class:`~vidalign.simulation.geometry.Camera`, so masks and depth agree with the projected geometry
