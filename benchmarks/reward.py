@@ -149,7 +149,8 @@ class BareLoop:
         from vidalign.training.lora import add_lora
         from vidalign.training.reward_config import ATTENTION_TARGETS
         from vidalign.training.reward_trainer import random_wan_components
-        from vidalign.training.sampling import encode_prompts, flow_sigmas, num_latent_frames
+        from vidalign.contract import encode_text
+        from vidalign.training.sampling import flow_sigmas, num_latent_frames
 
         with torch.device(device):
             c = random_wan_components(preset, seed=0)
@@ -160,7 +161,7 @@ class BareLoop:
         self.model.enable_gradient_checkpointing()
         self.model.train()
         self.vae = c.vae.to(device, dtype).requires_grad_(False).eval()
-        self.emb = encode_prompts(c.tokenizer, c.text_encoder.to(device, dtype), ["a cat"], max_len).to(dtype)
+        self.emb = encode_text(c.tokenizer, c.text_encoder.to(device, dtype), ["a cat"], max_len)[0].to(dtype)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=2e-4, weight_decay=0.0, fused=True)
         self.sigmas = flow_sigmas(FlowMatchEulerDiscreteScheduler(shift=5.0), steps, device)
@@ -168,7 +169,9 @@ class BareLoop:
         self.device, self.dtype, self.frames, self.steps = device, dtype, frames, steps
         self.rng, self.times, self.k = random.Random(0), [], 0
 
-    def step(self) -> None:
+    def step(self, frame_indices: list[int] | None = None) -> None:
+        """One step; decodes ``frame_indices`` (the trainer's draw of the same step, so that both decode the
+        same frames: a causal VAE's cost grows with the frame index) or one frame of its own draw."""
         import torch
 
         from vidalign.training.sampling import decode_frames, sample_flow
@@ -182,7 +185,8 @@ class BareLoop:
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
         with amp:
             out = sample_flow(self.model, self.sigmas, noise, self.emb, cutoff=self.steps - 1, dtype=self.dtype)
-            frames = decode_frames(self.vae, out.latents, [self.rng.randrange(self.frames)], checkpointing=True)
+            idx = list(frame_indices) if frame_indices else [self.rng.randrange(self.frames)]
+            frames = decode_frames(self.vae, out.latents, idx, checkpointing=True)
         loss = -frames.float().mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
@@ -197,7 +201,7 @@ class BareLoop:
 def overhead(preset: str, device: str, height: int, width: int, frames: int, steps: int, repeats: int,
              max_len: int) -> tuple[float, float]:
     """(trainer, bare) median seconds per optimizer step, interleaved step by step in one process so that load
-    from other processes hits both alike. VADER's defaults: LoRA r16 on attention, backprop last, one frame."""
+    from other processes hits both alike. VADER's defaults: LoRA r16 on attention, backprop last, one frame (the same frame in both)."""
     import tempfile
 
     import torch
@@ -210,8 +214,14 @@ def overhead(preset: str, device: str, height: int, width: int, frames: int, ste
         cfg = _config(device, height, width, frames, steps, "last", "random", repeats + 2, out, max_len)
         with torch.device(device):
             components = random_wan_components(preset, seed=0)
-        probe = _StepProbe(device == "cuda", between=bare.step)
-        trainer = RewardTrainer(components, cfg, callbacks=[probe])
+        class Recording(RewardTrainer):  # the frames each step decodes, for the bare loop's same step
+            def frame_indices(self, rng, limit=None):
+                self.last_frames = super().frame_indices(rng, limit)
+                return self.last_frames
+
+        trainer = None
+        probe = _StepProbe(device == "cuda", between=lambda: bare.step(trainer.last_frames))
+        trainer = Recording(components, cfg, callbacks=[probe])
         trainer.remove_callback(PrinterCallback)
         trainer.train()
     return statistics.median(probe.times[2:]), statistics.median(bare.times[2:])
