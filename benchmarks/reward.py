@@ -146,10 +146,10 @@ class BareLoop:
         import torch
         from diffusers import FlowMatchEulerDiscreteScheduler
 
+        from vidalign.contract import encode_text
         from vidalign.training.lora import add_lora
         from vidalign.training.reward_config import ATTENTION_TARGETS
         from vidalign.training.reward_trainer import random_wan_components
-        from vidalign.contract import encode_text
         from vidalign.training.sampling import flow_sigmas, num_latent_frames
 
         with torch.device(device):
