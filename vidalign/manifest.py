@@ -258,13 +258,20 @@ def compact(folder, manifest: dict, name: str = MANIFEST_NAME, configs: set[str]
     store = _store(folder)
     files = journal_files(store)
     save(store, manifest, name)
-    for f in files:
+    # and the temporary files of records a killed attempt was writing (their shards are in the manifest now or
+    # will be rebuilt): of the same configs and shards only, since a concurrent slice may be writing its own
+    leftovers = [f for f in store.walk_files(JOURNAL_DIR) if f.endswith(TMP_SUFFIX)] if store.local else []
+    for f in files + leftovers:
         parts = f.split("/")
         if len(parts) != 3 or (configs is not None and parts[1] not in configs):
             continue
-        if only is not None and f"{DATA_DIR}/{parts[1]}/{parts[2][:-5]}" not in only:
+        record = _TMP_RECORD.sub("", parts[2]) if f.endswith(TMP_SUFFIX) else parts[2]
+        if only is not None and f"{DATA_DIR}/{parts[1]}/{record[:-5]}" not in only:
             continue
         store.delete(f)
+
+
+_TMP_RECORD = re.compile(r"(?<=\.json)\.[^./]+\.tmp$")  # <shard>.json.<attempt>.tmp → <shard>.json
 
 
 def clear_journal(folder, config: str) -> None:

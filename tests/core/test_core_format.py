@@ -86,7 +86,10 @@ def test_gzip_members_and_columns(tmp_path):
         names = t.getnames()
         raw = t.extractfile("k0.depth.npy.gz").read()
     assert names == ["k0.json", "k0.depth.npy.gz", "k0.prompt.txt", "k0.seed.json"]
-    assert gzip.decompress(raw) == encode_member("depth.npy", depth) and len(raw) < depth.nbytes
+    inner = gzip.decompress(raw)  # plain .npy in Fortran order (time fastest): any npy reader gets the same array
+    assert b"'fortran_order': True" in inner[:128] and len(raw) < depth.nbytes
+    plain = np.load(io.BytesIO(inner), allow_pickle=False)
+    assert plain.shape == depth.shape and plain.dtype == np.float16 and np.array_equal(plain, depth)
     (s,) = iter_tar_samples(w.path)
     assert s["depth.npy"].dtype == np.float16 and s["prompt.txt"] == "a mug" and s["seed.json"] == 3
     assert s["json"]["traj"] == [[0.0, 1.0]]
@@ -100,3 +103,23 @@ def test_gzip_members_and_columns(tmp_path):
             w.write("k0", {"json": {"prompt": "x"}, "depth.npy": depth})
     with pytest.raises(VidalignError, match="column 'seed' is invalid"):
         Layout(columns=("seed",))
+
+
+def test_gzipped_frame_stacks_are_stored_time_fastest():
+    """A static background that repeats in every frame: gzip's 32 KB window cannot see one 128 KB frame from the
+    next in C order; in Fortran order each pixel's frames are adjacent. Same values back, C-contiguous, and 2-D
+    arrays and other members keep C order."""
+    rng = np.random.default_rng(0)
+    depth = np.repeat(rng.uniform(1, 9, (1, 256, 256)).astype(np.float16), 32, axis=0)
+    for t in range(32):  # an object moving over the background
+        depth[t, 100 + t : 120 + t, 50:70] = 0.5
+    packed = encode_member("depth.npy.gz", depth)
+    c_order = gzip.compress(encode_member("depth.npy", depth), 6)
+    assert len(packed) * 10 < len(c_order), (len(packed), len(c_order))
+    back = decode_member("depth.npy.gz", packed)
+    assert back.flags.c_contiguous and back.dtype == np.float16 and np.array_equal(back, depth)
+    flat = np.arange(12, dtype=np.int32).reshape(3, 4)
+    assert b"'fortran_order': False" in gzip.decompress(encode_member("x.npy.gz", flat))[:128]
+    assert b"'fortran_order': False" in encode_member("depth.npy", depth)[:128]
+    scalar = decode_member("s.npy.gz", encode_member("s.npy.gz", np.float32(2.5)))
+    assert scalar.shape == () and scalar == np.float32(2.5)

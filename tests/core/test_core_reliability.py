@@ -254,6 +254,26 @@ def test_journal_is_read_by_verify_and_resume_then_compacted(tmp_path):
     assert not any("schema" in r for r in saved["configs"]["default"]["shards"].values())
 
 
+def test_compaction_removes_a_killed_attempts_record_temp_files_of_its_shards_only(tmp_path):
+    """SIGKILL can land while a journal record is being written (temp + fsync + rename): the resumed build's
+    compaction removes that temp file, but not one of a shard outside its slice (a concurrent slice's write)."""
+    out = tmp_path / "ds"
+    run_build("synthetic", {"num_samples": 4}, BuildOptions(out=out, samples_per_shard=1, progress=False))
+    m = mf.load(out)
+    shards = sorted(m["configs"]["default"]["shards"])
+    jdir = out / mf.JOURNAL_DIR / "default"
+    jdir.mkdir(parents=True, exist_ok=True)
+    mine = jdir / (shards[0].rsplit("/", 1)[1] + ".json.1234-abcd.tmp")
+    other = jdir / (shards[1].rsplit("/", 1)[1] + ".json.5678-ef01.tmp")
+    for p in (mine, other):
+        p.write_text('{"config": "default", "rec')  # torn
+    assert len(mf.load(out)["configs"]["default"]["shards"]) == 4  # torn temp files are never read as records
+    mf.compact(out, m, only={shards[0]})
+    assert not mine.exists() and other.exists()
+    mf.compact(out, m)
+    assert not other.exists()
+
+
 def test_format_20_manifest_still_reads(tiny_ds):
     m = json.loads((tiny_ds / "manifest.json").read_text())
     e = m["configs"]["default"]
