@@ -151,12 +151,15 @@ class ListUnits:
     def read(self, i: int, members: set[str] | None) -> Iterator[dict]:
         row = dict(self._row(i))
         row.setdefault("__key__", f"{i:08d}")
-        if members is not None:
-            row = {k: v for k, v in row.items() if k.startswith("__") or k in members}
-        yield row
+        yield _keep(row, members)
 
     def describe(self) -> str:
         return f"{self.n} {self.what}"
+
+
+def _keep(row: dict, members: set[str] | None) -> dict:
+    """``row`` with only the asked ``members`` (and the ``__key__``-style fields); all of it when None."""
+    return row if members is None else {k: v for k, v in row.items() if k.startswith("__") or k in members}
 
 
 class DatasetUnits(ListUnits):
@@ -184,9 +187,7 @@ class IterableDatasetUnits:
         for k, row in enumerate(self.ds.shard(num_shards=self.n, index=i)):
             row = dict(row)
             row.setdefault("__key__", f"{i:05d}-{k:08d}")
-            if members is not None:
-                row = {kk: v for kk, v in row.items() if kk.startswith("__") or kk in members}
-            yield row
+            yield _keep(row, members)
 
     def describe(self) -> str:
         return f"{self.n} shards of a datasets.IterableDataset"
