@@ -64,7 +64,7 @@ from vidalign.simulation.backgrounds import (
     texture_pyramid,
 )
 from vidalign.simulation.geometry import quat_to_matrix
-from vidalign.simulation.scene import Scene, SceneObject
+from vidalign.simulation.scene import Scene, SceneObject, portable_path
 
 POINT_LIGHTS = (("key_light", 100.0), ("fill_light", 75.0), ("back_light", 75.0))  # the authors' watts
 LIGHT_RADIUS, LIGHT_HEIGHT = 2.5, 1.5
@@ -531,7 +531,7 @@ def scene_parts(mi: Any, scene: Scene, sky_radiance: float, env_strength: float)
                                        {"type": "diffuse", "reflectance": {
                                            "type": "bitmap", "bitmap": mi.Bitmap(albedo), "raw": True,
                                            "wrap_mode": "clamp"}})
-        info.update(env_map=bg.env_map, env_display_scale=round(scale, 6), backdrop_share=round(dim * share, 6))
+        info.update(env_map=portable_path(bg.env_map), env_display_scale=round(scale, 6), backdrop_share=round(dim * share, 6))
         env_display = env.image * np.float32(scale * env_strength * dim)
     light = scene.lighting
     # each emitter is sampled in proportion to the irradiance it brings to the middle of the spawn region

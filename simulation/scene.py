@@ -99,11 +99,11 @@ class SceneObject:
             "friction": self.friction, "restitution": self.restitution,
             "initial_position": list(self.position), "initial_orientation_xyzw": list(self.orientation),
             "tower_of": self.tower_of, "asset_key": self.asset_key, "lift_gap": self.lift_gap,
-            "texture": None if self.texture is None else _portable(self.texture),
+            "texture": None if self.texture is None else portable_path(self.texture),
         }
 
 
-def _portable(path: str) -> str:
+def portable_path(path: str) -> str:
     """A path without this machine's prefix: ``pybullet_data/…``, the cache's ``vidalign_cache/…``, else the
     last three components."""
     p = path.replace("\\", "/")
@@ -161,10 +161,10 @@ class Scene:
                            "floor_rgb": list(self.background.floor_rgb),
                            "wall_rgb": list(self.background.wall_rgb), "wall": self.background.has_wall,
                            "floor_texture": None if self.background.floor_texture is None
-                           else _portable(self.background.floor_texture),
+                           else portable_path(self.background.floor_texture),
                            "floor_tile_m": self.background.floor_tile_m,
                            "env_map": None if self.background.env_map is None
-                           else _portable(self.background.env_map)},
+                           else portable_path(self.background.env_map)},
             "lighting": self.lighting.to_dict(), "prompt": self.prompt,
             "objects": [o.to_dict() for o in self.objects], "primary_object": self.primary_index,
             "mask_order": "tower objects (grouped by dropper, bottom to top), then droppers in sampling "
