@@ -117,6 +117,10 @@ class KubricDropBuilder(Builder):
         render_threads: int | None = field(default=None, metadata={
             "help": "threads of the mitsuba/kubric renderer per process; default: all cores in a one-process "
                     "build, 1 per worker with --workers > 1, the task's CPUs on Ray"})
+        static_background: bool = field(default=True, metadata={
+            "help": "mitsuba fast preset: path trace the static background once per clip and per frame only the "
+                    "pixels the objects can change; --no-static-background renders every pixel of every frame "
+                    "(e.g. glossy objects whose glints on the floor matter)"})
         shadows: bool = field(default=True, metadata={"help": "cast shadows (pybullet renderer)"})
         caption: Literal["prompt", "constant"] = field(
             default="prompt", metadata={"help": "json caption: the PISA-style prompt, or the authors' constant "
@@ -161,7 +165,8 @@ class KubricDropBuilder(Builder):
             if self.renderer == "kubric":
                 return {"samples_per_pixel": self.samples_per_pixel, "threads": worker_threads(self.render_threads)}
             if self.renderer == "mitsuba":
-                return {"preset": self.render_preset, "threads": worker_threads(self.render_threads)}
+                opts = {"preset": self.render_preset, "threads": worker_threads(self.render_threads)}
+                return opts if self.static_background else {**opts, "static_spp": 0}
             return {"shadows": self.shadows}
 
     def inputs(self) -> dict:

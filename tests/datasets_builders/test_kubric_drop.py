@@ -162,6 +162,8 @@ def test_photoreal_renderer_threads_follow_the_worker_processes():
 
     args = KubricDropBuilder.Args(renderer="mitsuba", render_preset="fast", resolution=16, frames=1)
     assert args.renderer_options() == {"preset": "fast", "threads": None}
+    full = KubricDropBuilder.Args(renderer="mitsuba", render_preset="fast", static_background=False)
+    assert full.renderer_options() == {"preset": "fast", "threads": None, "static_spp": 0}
     assert KubricDropBuilder.Args(renderer="kubric", render_threads=4).renderer_options()["threads"] == 4
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:  # as the local executor starts workers
         assert pool.submit(worker_threads).result() == 1

@@ -359,14 +359,20 @@ def test_kubric_drop_builds_with_the_mitsuba_renderer(tmp_path):
     from vidalign.cli import main
     from vidalign.shards import iter_tar_samples
 
-    out = tmp_path / "ds"
-    code = main(["build", "kubric-drop", "--out", str(out), "--num-samples", "1", "--resolution", "32", "--frames",
-                 "2", "--renderer", "mitsuba", "--render-preset", "fast", "--workers", "1", "--no-progress"])
-    assert code == 0
-    (sample,) = [s for p in sorted((out / "data" / "train").glob("*.tar")) for s in iter_tar_samples(p)]
-    renderer = sample["json"]["renderer"]
-    assert renderer["name"] == "mitsuba" and renderer["preset"] == "fast"
-    assert sample["mask.npz"]["mask"].shape[2:] == (32, 32)
+    rgb = {}
+    for flag, static_spp in (("--static-background", 16), ("--no-static-background", 0)):
+        out = tmp_path / flag
+        code = main(["build", "kubric-drop", "--out", str(out), "--num-samples", "1", "--resolution", "32",
+                     "--frames", "2", "--renderer", "mitsuba", "--render-preset", "fast", "--workers", "1", flag,
+                     "--no-progress"])
+        assert code == 0
+        (sample,) = [s for p in sorted((out / "data" / "train").glob("*.tar")) for s in iter_tar_samples(p)]
+        renderer = sample["json"]["renderer"]
+        assert renderer["name"] == "mitsuba" and renderer["preset"] == "fast"
+        assert renderer["static_spp"] == static_spp  # the metadata says which mode rendered the clip
+        assert sample["mask.npz"]["mask"].shape[2:] == (32, 32)
+        rgb[static_spp] = sample["mp4"]
+    assert rgb[16] != rgb[0]  # the two modes render differently (same scene, same masks)
 
 
 @needs_photoreal
