@@ -221,8 +221,10 @@ def journal_record(folder, config: str, rec: dict) -> None:
     _store(folder).write_atomic(journal_name(rec["path"]), dumps_json({"config": config, "record": rec}))
 
 
-def journal_files(store: Store) -> list[str]:
-    return [f for f in store.walk_files(JOURNAL_DIR) if f.endswith(".json") and TMP_SUFFIX not in f]
+def journal_files(store: Store, walked: list[str] | None = None) -> list[str]:
+    """The journal's record files (of ``walked``, the journal folder's files when already listed)."""
+    files = store.walk_files(JOURNAL_DIR) if walked is None else walked
+    return [f for f in files if f.endswith(".json") and TMP_SUFFIX not in f]
 
 
 def apply_journal(folder, manifest: dict, configs: set[str] | None = None, only: set[str] | None = None) -> list[str]:
@@ -256,11 +258,12 @@ def compact(folder, manifest: dict, name: str = MANIFEST_NAME, configs: set[str]
     configs (with ``only``: of those shard paths). Nothing is re-read: the cost is one write and one delete
     per record, once per build."""
     store = _store(folder)
-    files = journal_files(store)
+    walked = store.walk_files(JOURNAL_DIR)
+    files = journal_files(store, walked)
     save(store, manifest, name)
     # and the temporary files of records a killed attempt was writing (their shards are in the manifest now or
     # will be rebuilt): of the same configs and shards only, since a concurrent slice may be writing its own
-    leftovers = [f for f in store.walk_files(JOURNAL_DIR) if f.endswith(TMP_SUFFIX)] if store.local else []
+    leftovers = [f for f in walked if f.endswith(TMP_SUFFIX)]
     for f in files + leftovers:
         parts = f.split("/")
         if len(parts) != 3 or (configs is not None and parts[1] not in configs):
